@@ -1,0 +1,56 @@
+# Two commands for a fresh machine: `make run` (engine + proxy) and `make test`.
+# Every target installs what it needs into the project's own virtualenvs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+ENGINE_VENV := .venv-engine
+QUANT_VENV := .venv-quant
+MODEL_DIR := build/models/tiny-llama
+QMODEL_DIR := build/models/tiny-llama-w4a16
+TOOLS_DIR := build/tools
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test venv engine model quant helm lint typecheck bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+engine: $(ENGINE_VENV)/.installed
+$(ENGINE_VENV)/.installed: deploy/install-engine-venv.sh
+	bash deploy/install-engine-venv.sh $(ENGINE_VENV)
+	touch $@
+
+model: $(MODEL_DIR)/config.json
+$(MODEL_DIR)/config.json: $(ENGINE_VENV)/.installed engine/tiny_model.py
+	$(ENGINE_VENV)/bin/python -m engine.tiny_model --out $(MODEL_DIR)
+
+quant: $(QMODEL_DIR)/config.json
+$(QUANT_VENV)/.installed: deploy/install-quant-venv.sh
+	bash deploy/install-quant-venv.sh $(QUANT_VENV)
+	touch $@
+$(QMODEL_DIR)/config.json: $(QUANT_VENV)/.installed $(MODEL_DIR)/config.json engine/quantize.py
+	$(QUANT_VENV)/bin/python -m engine.quantize --model $(MODEL_DIR) --out $(QMODEL_DIR)
+
+helm: $(TOOLS_DIR)/helm
+$(TOOLS_DIR)/helm:
+	bash k8s/tools/install-helm.sh $(TOOLS_DIR)
+
+run: venv engine model
+	bash deploy/run-local.sh
+
+test: venv engine model quant helm
+	$(VENV)/bin/ruff check cache_proxy engine tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+bench: venv engine model
+	$(VENV)/bin/python -m bench.embed_vs_hit
+
+clean:
+	rm -rf build $(VENV) $(ENGINE_VENV) $(QUANT_VENV)
