@@ -1,0 +1,1 @@
+"""Deciding whether a retrieved cache candidate may be served: threshold, guards, verifier."""
