@@ -1,0 +1,3 @@
+from cache_proxy.cli import main
+
+raise SystemExit(main())

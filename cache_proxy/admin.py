@@ -1,0 +1,80 @@
+"""Admin API (token-protected): per-tenant stats, invalidate by tenant and/or model, flush."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+
+from cache_proxy.errors import BadRequest, Forbidden, NotReady
+from cache_proxy.pipeline import Pipeline
+from cache_proxy.tenancy import Tenant, bearer_token
+
+
+class InvalidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = None
+    model: str | None = None
+
+
+def build_admin_router() -> APIRouter:
+    router = APIRouter(prefix="/admin")
+
+    @router.get("/stats")
+    async def stats(request: Request) -> dict[str, Any]:
+        pipeline = _authorised(request)
+        tenants = (pipeline.tenants.get(name) for name in pipeline.tenants.names)
+        return {"tenants": {t.name: _tenant_stats(pipeline, t) for t in tenants if t is not None}}
+
+    @router.post("/invalidate")
+    async def invalidate(request: Request, body: InvalidateRequest) -> dict[str, Any]:
+        pipeline = _authorised(request)
+        if body.tenant is not None and pipeline.tenants.get(body.tenant) is None:
+            raise BadRequest(f"Unknown tenant '{body.tenant}'.", param="tenant")
+        removed = pipeline.store.invalidate(tenant=body.tenant, model=body.model)
+        _refresh_entry_gauges(pipeline)
+        return {"removed": removed, "tenant": body.tenant, "model": body.model}
+
+    @router.post("/flush")
+    async def flush(request: Request) -> dict[str, Any]:
+        pipeline = _authorised(request)
+        removed = pipeline.store.invalidate()
+        _refresh_entry_gauges(pipeline)
+        return {"removed": removed}
+
+    return router
+
+
+def _authorised(request: Request) -> Pipeline:
+    expected = request.app.state.runtime.settings.admin.resolved_token()
+    if not expected:
+        raise Forbidden("The admin API is disabled: set admin.token or admin.token_env.")
+    given = bearer_token(request.headers) or request.headers.get("x-admin-token", "")
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        raise Forbidden("Invalid admin token.")
+    pipeline: Pipeline | None = request.app.state.runtime.pipeline
+    if pipeline is None:
+        raise NotReady("The proxy is still loading its embedding model.")
+    return pipeline
+
+
+def _tenant_stats(pipeline: Pipeline, tenant: Tenant) -> dict[str, Any]:
+    cache = pipeline.store.tenant(tenant.name)
+    tally = pipeline.metrics.tallies[tenant.name]
+    served = tally["hit_exact"] + tally["hit_semantic"]
+    lookups = served + tally["miss"]
+    return {
+        "entries": len(cache),
+        "evictions": cache.evictions,
+        "requests": dict(tally),
+        "hit_rate": served / lookups if lookups else 0.0,
+        "threshold": tenant.policy.threshold,
+    }
+
+
+def _refresh_entry_gauges(pipeline: Pipeline) -> None:
+    for name in pipeline.store.tenant_names():
+        pipeline.metrics.entries.labels(name).set(len(pipeline.store.tenant(name)))

@@ -1,0 +1,65 @@
+"""Upstream SSE chunks -> one Answer, whatever form the client asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cache_proxy.schemas import Endpoint
+from cache_proxy.store.entry import Answer
+
+
+class StreamAssembler:
+    def __init__(self, endpoint: Endpoint, model: str) -> None:
+        self._endpoint = endpoint
+        self._model = model
+        self._parts: list[str] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
+        self._finish_reason: str | None = None
+        self._usage: dict[str, int] | None = None
+        self._fingerprint: str | None = None
+        self._extra_choices = False
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self._model = str(chunk.get("model") or self._model)
+        self._fingerprint = chunk.get("system_fingerprint") or self._fingerprint
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = {k: int(v) for k, v in chunk["usage"].items() if isinstance(v, int)}
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                self._extra_choices = True
+                continue
+            self._add_choice(choice)
+
+    def answer(self) -> Answer:
+        """What arrived; `complete` is False when it must not be stored."""
+        return Answer(
+            endpoint=self._endpoint,
+            model=self._model,
+            content="".join(self._parts),
+            finish_reason=None if self._extra_choices else self._finish_reason,
+            usage=self._usage,
+            tool_calls=tuple(self._tool_calls[i] for i in sorted(self._tool_calls)),
+            system_fingerprint=self._fingerprint,
+        )
+
+    def _add_choice(self, choice: dict[str, Any]) -> None:
+        if self._endpoint == "chat":
+            delta = choice.get("delta") or {}
+            self._parts.append(delta.get("content") or "")
+            for call in delta.get("tool_calls") or []:
+                self._merge_tool_call(call)
+        else:
+            self._parts.append(choice.get("text") or "")
+        if choice.get("finish_reason"):
+            self._finish_reason = str(choice["finish_reason"])
+
+    def _merge_tool_call(self, call: dict[str, Any]) -> None:
+        # Tool-call deltas carry the id and name once, then argument fragments.
+        slot = self._tool_calls.setdefault(
+            int(call.get("index", 0)),
+            {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        slot["id"] = call.get("id") or slot["id"]
+        function = call.get("function") or {}
+        slot["function"]["name"] += function.get("name") or ""
+        slot["function"]["arguments"] += function.get("arguments") or ""

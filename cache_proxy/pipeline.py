@@ -1,0 +1,272 @@
+"""The request path: tenant -> key -> cacheable? -> exact -> embed -> search -> verify ->
+hit (replay) | miss (single flight -> engine -> store)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cache_proxy import responses
+from cache_proxy.assemble import StreamAssembler
+from cache_proxy.coalesce import Coalescer, Flight
+from cache_proxy.embedding import MicroBatcher
+from cache_proxy.errors import PayloadTooLarge, ProxyError, UpstreamError
+from cache_proxy.keys import CacheKey, build_key
+from cache_proxy.metrics import Metrics
+from cache_proxy.replay import new_response_id
+from cache_proxy.schemas import ChatRequest, CompletionRequest, Endpoint, parse_json_body
+from cache_proxy.schemas import validate_request as validate
+from cache_proxy.store import Answer, CacheStore, Entry
+from cache_proxy.tenancy import Tenant, TenantDirectory
+from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
+from cache_proxy.verify.decision import Candidate, HitDecider
+
+logger = logging.getLogger(__name__)
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class CacheControl:
+    lookup: bool = True
+    store: bool = True
+
+    @classmethod
+    def from_header(cls, value: str | None) -> CacheControl:
+        tokens = {t.strip().lower() for t in (value or "").split(",")}
+        return cls(lookup="no-cache" not in tokens, store="no-store" not in tokens)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    entry: Entry | None
+    match: str = ""
+    similarity: float = 0.0
+    vector: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated request of one tenant."""
+
+    tenant: Tenant
+    endpoint: Endpoint
+    body: dict[str, Any]
+    request: ChatRequest | CompletionRequest
+    key: CacheKey
+    control: CacheControl
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.request.stream_options
+        return bool(options and options.include_usage)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        tenants: TenantDirectory,
+        store: CacheStore,
+        embedder: MicroBatcher,
+        upstream: Upstream,
+        metrics: Metrics,
+        max_body_bytes: int,
+        top_k: int,
+        decider: HitDecider | None = None,
+    ) -> None:
+        self.tenants = tenants
+        self.store = store
+        self.embedder = embedder
+        self.upstream = upstream
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.top_k = top_k
+        self.decider = decider or HitDecider()
+        self.coalescer = Coalescer()
+
+    async def handle(self, endpoint: Endpoint, request: Request) -> Response:
+        started = time.perf_counter()
+        tenant_name = "unknown"
+        try:
+            tenant = self.tenants.resolve(request.headers)
+            tenant_name = tenant.name
+            call = await self._parse(tenant, endpoint, request)
+            response, outcome = await self._answer(call)
+        except ProxyError as exc:
+            self._count_error(exc)
+            response, outcome = responses.error_response(exc), "error"
+        self.metrics.record(tenant_name, outcome, time.perf_counter() - started)
+        logger.info(
+            "tenant=%s endpoint=%s outcome=%s status=%d ms=%.1f",
+            tenant_name,
+            endpoint,
+            outcome,
+            response.status_code,
+            1000 * (time.perf_counter() - started),
+        )
+        return response
+
+    async def _parse(self, tenant: Tenant, endpoint: Endpoint, request: Request) -> Call:
+        body = parse_json_body(await self._read_body(request))
+        parsed = validate(endpoint, body)
+        key = build_key(endpoint, body, parsed, tenant.policy)
+        control = CacheControl.from_header(request.headers.get("cache-control"))
+        return Call(tenant, endpoint, body, parsed, key, control)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
+
+    async def _answer(self, call: Call) -> tuple[Response, str]:
+        if call.key.bypass_reason is not None:
+            return await self._bypass(call), "bypass"
+        found = Lookup(None)
+        if call.control.lookup:
+            found = await self._lookup(call)
+            if found.entry is not None:
+                return self._serve_hit(call, found), f"hit_{found.match}"
+        return await self._miss(call, found.vector), "miss"
+
+    # ---- lookup -------------------------------------------------------------------------
+    async def _lookup(self, call: Call) -> Lookup:
+        cache = self.store.tenant(call.tenant.name)
+        entry = cache.get_exact(call.key.exact)
+        if entry is not None:
+            return Lookup(entry, "exact", 1.0)
+        if not call.key.semantic:
+            return Lookup(None)
+        vector = await self._embed(call.key.query_text)
+        started = time.perf_counter()
+        hits = cache.search(call.key.partition, vector, self.top_k)
+        self.metrics.search_seconds.observe(time.perf_counter() - started)
+        candidates = [Candidate(h.entry.entry_id, h.entry.query_text, h.similarity) for h in hits]
+        chosen = await self._verify(call, candidates) if candidates else None
+        if chosen is None:
+            return Lookup(None, vector=vector)
+        return Lookup(cache.touch(chosen.entry_id), "semantic", chosen.similarity, vector)
+
+    async def _embed(self, text: str) -> Vector:
+        started = time.perf_counter()
+        vector = await self.embedder.embed(text)
+        self.metrics.embed_seconds.observe(time.perf_counter() - started)
+        return vector
+
+    async def _verify(self, call: Call, candidates: list[Candidate]) -> Candidate | None:
+        policy = call.tenant.policy
+        args = (call.key.query_text, candidates, policy.threshold, policy.verify)
+        started = time.perf_counter()
+        if policy.verify.verifier.enabled:  # a cross-encoder must not block the event loop
+            decision = await asyncio.to_thread(self.decider.decide, *args)
+        else:
+            decision = self.decider.decide(*args)
+        self.metrics.verify_seconds.observe(time.perf_counter() - started)
+        if decision.candidate is None and decision.reason != "below_threshold":
+            self.metrics.rejected_candidates.labels(call.tenant.name, decision.reason).inc()
+        return decision.candidate
+
+    def _serve_hit(self, call: Call, found: Lookup) -> Response:
+        assert found.entry is not None
+        answer = found.entry.answer
+        self.metrics.cached_tokens.labels(call.tenant.name).inc(answer.completion_tokens)
+        headers = {
+            "x-cache": "HIT",
+            "x-cache-match": found.match,
+            "x-cache-similarity": f"{found.similarity:.4f}",
+        }
+        if call.request.stream:
+            return responses.sse_answer(answer, call.include_usage, headers)
+        return responses.json_answer(answer, headers)
+
+    # ---- miss ---------------------------------------------------------------------------
+    async def _miss(self, call: Call, vector: Vector | None) -> Response:
+        flight_key = (call.tenant.name, call.key.exact, call.control.store)
+        generation = self.store.tenant(call.tenant.name).generation
+
+        async def run(flight: Flight) -> None:
+            await self._fetch_and_store(call, flight, vector, generation)
+
+        flight, leader = self.coalescer.join(flight_key, run)
+        headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
+        try:
+            await flight.wait_started()
+            answer = None if call.request.stream else await flight.result()
+        except BaseException:
+            self.coalescer.leave(flight_key, flight)
+            raise
+        if answer is not None:
+            self.coalescer.leave(flight_key, flight)
+            return responses.json_answer(answer, headers)
+        response_id = None if leader else new_response_id(call.endpoint)
+        return responses.sse_from_flight(
+            flight,
+            call.include_usage,
+            response_id,
+            headers,
+            on_close=lambda: self.coalescer.leave(flight_key, flight),
+        )
+
+    async def _fetch_and_store(
+        self, call: Call, flight: Flight, vector: Vector | None, generation: int
+    ) -> None:
+        body = {**call.body, "stream": True, "stream_options": {"include_usage": True}}
+        assembler = StreamAssembler(call.endpoint, call.request.model)
+        async with self.upstream.open_stream(PATHS[call.endpoint], body) as response:
+            flight.mark_started()
+            async for chunk in iter_sse_chunks(response):
+                assembler.add(chunk)
+                flight.publish(chunk)
+        answer = assembler.answer()
+        if answer.complete and call.control.store:
+            await self._store(call, answer, vector, generation)
+        flight.finish(answer)
+
+    async def _store(
+        self, call: Call, answer: Answer, vector: Vector | None, generation: int
+    ) -> None:
+        if vector is None and call.key.semantic:
+            vector = await self._embed(call.key.query_text)
+        cache = self.store.tenant(call.tenant.name)
+        if cache.generation != generation:
+            return  # invalidated while the engine was answering: the answer may be stale
+        key = call.key
+        cache.put(key.partition, key.exact, key.query_text, answer, vector)
+        self.metrics.entries.labels(call.tenant.name).set(len(cache))
+
+    # ---- bypass -------------------------------------------------------------------------
+    async def _bypass(self, call: Call) -> Response:
+        headers = {"x-cache": "BYPASS", "x-cache-bypass-reason": call.key.bypass_reason or ""}
+        path = PATHS[call.endpoint]
+        if not call.request.stream:
+            raw = await self.upstream.post_raw(path, call.body)
+            raise_for_upstream_status(raw.status_code, raw.body)
+            return responses.raw_json(raw.status_code, raw.body, headers)
+        closer = contextlib.AsyncExitStack()
+        try:
+            response = await closer.enter_async_context(self.upstream.open_stream(path, call.body))
+        except BaseException:
+            await closer.aclose()
+            raise
+        return responses.raw_stream(response, closer, headers)
+
+    def _count_error(self, exc: ProxyError) -> None:
+        if isinstance(exc, UpstreamError):
+            self.metrics.upstream_errors.labels(kind=exc.kind).inc()

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cache_proxy.schemas import Endpoint
+
+# A complete answer may be reused; "abort", "error" or a missing reason may not.
+COMPLETE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One complete choice, independent of the form (JSON or SSE) it arrived in."""
+
+    endpoint: Endpoint
+    model: str
+    content: str
+    finish_reason: str | None
+    usage: dict[str, int] | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    system_fingerprint: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason in COMPLETE_FINISH_REASONS
+
+    @property
+    def completion_tokens(self) -> int:
+        return int((self.usage or {}).get("completion_tokens", 0))
+
+
+@dataclass
+class Entry:
+    entry_id: int
+    partition: str
+    exact: str
+    query_text: str
+    answer: Answer
+    vector: npt.NDArray[np.float32] | None
+    created_at: float
+    hits: int = field(default=0)

@@ -1,0 +1,161 @@
+"""httpx client to the engine: pooling, timeouts, SSE parsing, error translation at the boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cache_proxy.config import UpstreamSettings
+from cache_proxy.errors import (
+    UpstreamBadGateway,
+    UpstreamClientError,
+    UpstreamError,
+    UpstreamOverloaded,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+PATHS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+
+
+@contextlib.contextmanager
+def map_httpx_errors() -> Iterator[None]:
+    """The one place transport failures become proxy errors."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The engine did not answer in time ({type(exc).__name__}).") from exc
+    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+        raise UpstreamUnreachable("The engine is unreachable.") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamBadGateway(f"The engine connection failed ({type(exc).__name__}).") from exc
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status_code: int
+    body: bytes
+    content_type: str
+
+
+class Upstream:
+    def __init__(
+        self, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+    ):
+        timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        headers = {"content-type": "application/json"}
+        api_key = settings.resolved_api_key()
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=settings.url,
+            timeout=timeout,
+            limits=limits,
+            headers=headers,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def get(self, path: str, timeout_s: float | None = None) -> RawResponse:
+        with map_httpx_errors():
+            kwargs: dict[str, Any] = {"timeout": timeout_s} if timeout_s else {}
+            response = await self._client.get(path, **kwargs)
+        return RawResponse(response.status_code, response.content, _content_type(response))
+
+    async def post_raw(self, path: str, body: dict[str, Any]) -> RawResponse:
+        with map_httpx_errors():
+            response = await self._client.post(path, json=body)
+        return RawResponse(response.status_code, response.content, _content_type(response))
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """A streaming response whose status was checked: 2xx only."""
+        with map_httpx_errors():
+            request = self._client.build_request("POST", path, json=body)
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code >= 300:
+                with map_httpx_errors():
+                    content = await response.aread()
+                raise_for_upstream_status(response.status_code, content)
+            yield response
+        finally:
+            await response.aclose()
+
+
+async def iter_sse_chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Parsed SSE chunks; raises if the stream errors or ends before `data: [DONE]`."""
+    finished = False
+    with map_httpx_errors():
+        async for line in response.aiter_lines():
+            payload = _sse_payload(line)
+            if payload is None:
+                continue
+            if payload == "[DONE]":
+                finished = True
+                break
+            yield _parse_chunk(payload)
+    if not finished:
+        raise UpstreamBadGateway("The engine's stream ended before it was complete.")
+
+
+def raise_for_upstream_status(status: int, content: bytes) -> None:
+    if status < 400:
+        return
+    if status in (429, 503):
+        raise UpstreamOverloaded(f"The engine is overloaded (HTTP {status}); retry later.")
+    if status == 504:
+        raise UpstreamTimeout("The engine timed out (HTTP 504).")
+    if status >= 500:
+        raise UpstreamBadGateway(f"The engine failed (HTTP {status}).")
+    raise UpstreamClientError(status, _json_or_message(content, status))
+
+
+def _json_or_message(content: bytes, status: int) -> dict[str, Any]:
+    try:
+        parsed = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    return {
+        "error": {
+            "message": f"The engine rejected the request (HTTP {status}).",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def _sse_payload(line: str) -> str | None:
+    if not line.startswith("data:"):
+        return None
+    return line[5:].strip()
+
+
+def _parse_chunk(payload: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise UpstreamBadGateway("The engine sent an invalid stream chunk.") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamBadGateway("The engine sent a stream chunk that is not an object.")
+    if "error" in chunk:
+        raise UpstreamError("The engine reported an error mid-stream.")
+    return chunk
+
+
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "application/json"))
