@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cache_proxy.app import create_app
+from cache_proxy.config import parse_settings
+from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from tests.support.scripted_upstream import ScriptedUpstream
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TWO_TENANTS: dict[str, Any] = {
+    "upstream": {"url": "http://engine.test"},
+    "admin": {"token": "admin-secret"},
+    "tenants": {
+        "acme": {"api_keys": ["sk-acme-1"], "threshold": 0.9},
+        "globex": {"api_keys": ["sk-globex-1"], "threshold": 0.9},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real packaged all-MiniLM-L6-v2, loaded once per test session."""
+    return SentenceTransformerEmbedder(packaged_model_path())
+
+
+@dataclass
+class ProxyUnderTest:
+    app: FastAPI
+    client: httpx.AsyncClient
+    upstream: ScriptedUpstream
+
+    def headers(self, key: str = "sk-acme-1", **extra: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}", **extra}
+
+
+ProxyFactory = Callable[..., AbstractAsyncContextManager[ProxyUnderTest]]
+
+
+@pytest.fixture
+def proxy_factory(embedder: SentenceTransformerEmbedder) -> ProxyFactory:
+    @asynccontextmanager
+    async def make(
+        config: dict[str, Any] | None = None, upstream: ScriptedUpstream | None = None
+    ) -> AsyncIterator[ProxyUnderTest]:
+        """In-process proxy; with `upstream` given, over real HTTP to that live upstream."""
+        live = upstream is not None
+        upstream = upstream or ScriptedUpstream()
+        transport = None if live else httpx.ASGITransport(app=upstream.app)
+        settings = parse_settings(config or TWO_TENANTS)
+        app = create_app(settings, embedder=embedder, upstream_transport=transport)
+        async with app.router.lifespan_context(app):
+            while app.state.runtime.pipeline is None:
+                await asyncio.sleep(0.01)
+            to_proxy = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=to_proxy, base_url="http://proxy.test") as c:
+                yield ProxyUnderTest(app, c, upstream)
+
+    return make
+
+
+@pytest.fixture
+async def proxy(proxy_factory: ProxyFactory) -> AsyncIterator[ProxyUnderTest]:
+    async with proxy_factory() as under_test:
+        yield under_test
+
+
+def chat(text: str, **params: Any) -> dict[str, Any]:
+    return {"model": "tiny", "messages": [{"role": "user", "content": text}], **params}
