@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import asyncio
+
+from cache_proxy.coalesce import Coalescer, Flight
+from cache_proxy.errors import UpstreamTimeout
+from cache_proxy.store import Answer
+
+ANSWER = Answer("completion", "m", "done", "stop")
+
+
+async def test_followers_share_the_leaders_flight() -> None:
+    coalescer, runs = Coalescer(), []
+
+    async def run(flight: Flight) -> None:
+        runs.append(1)
+        flight.mark_started()
+        await asyncio.sleep(0.01)
+        flight.publish({"n": 1})
+        flight.finish(ANSWER)
+
+    first, leader = coalescer.join("k", run)
+    second, follower_leads = coalescer.join("k", run)
+    assert first is second and leader and not follower_leads
+    assert await second.result() == ANSWER
+    assert [c async for c in first.iter_chunks()] == [{"n": 1}]
+    assert runs == [1] and len(coalescer) == 0
+
+
+async def test_errors_reach_every_subscriber() -> None:
+    coalescer = Coalescer()
+
+    async def run(flight: Flight) -> None:
+        raise UpstreamTimeout("slow")
+
+    flight, _ = coalescer.join("k", run)
+    coalescer.join("k", run)
+    for _ in range(2):
+        try:
+            await flight.result()
+        except UpstreamTimeout:
+            continue
+        raise AssertionError("the error was not raised")
+
+
+async def test_last_subscriber_leaving_cancels_the_upstream_call() -> None:
+    coalescer, cancelled = Coalescer(), asyncio.Event()
+
+    async def run(flight: Flight) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    flight, _ = coalescer.join("k", run)
+    coalescer.join("k", run)
+    await asyncio.sleep(0)
+    coalescer.leave("k", flight)
+    assert not cancelled.is_set()
+    coalescer.leave("k", flight)
+    await asyncio.wait_for(cancelled.wait(), 1)
+    assert len(coalescer) == 0
