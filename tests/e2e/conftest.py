@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.servers import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+PROXY_BIN = Path(sys.executable).parent / "cache-proxy"
+
+
+@contextmanager
+def proxy_process(config: dict[str, Any], tmp: Path, log_name: str = "proxy.log") -> Iterator[str]:
+    """`cache-proxy serve --config` as a user runs it: uvicorn, real MiniLM, real FAISS."""
+    config_path = tmp / "proxy.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = (tmp / log_name).open("w")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [str(PROXY_BIN), "serve", "--config", str(config_path), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/readyz", timeout_s=180)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
