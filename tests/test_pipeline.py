@@ -61,11 +61,15 @@ async def test_other_tenant_never_served_from_first_tenants_entries(proxy: Proxy
     assert proxy.upstream.completions_called == 2
 
 
-async def test_different_system_prompt_or_params_is_another_partition(proxy: ProxyUnderTest) -> None:
+async def test_different_system_prompt_or_params_is_another_partition(
+    proxy: ProxyUnderTest,
+) -> None:
     base = chat("Summarise the plot of Hamlet")
     await post(proxy, base)
-    with_system = {**base, "messages": [{"role": "system", "content": "Answer in French."},
-                                        *base["messages"]]}
+    with_system = {
+        **base,
+        "messages": [{"role": "system", "content": "Answer in French."}, *base["messages"]],
+    }
     other_params = {**base, "max_tokens": 5}
     assert (await post(proxy, with_system)).headers["x-cache"] == "MISS"
     assert (await post(proxy, other_params)).headers["x-cache"] == "MISS"
@@ -74,10 +78,14 @@ async def test_different_system_prompt_or_params_is_another_partition(proxy: Pro
 
 async def test_earlier_turns_must_match_exactly(proxy: ProxyUnderTest) -> None:
     def convo(first_answer: str) -> dict[str, Any]:
-        return {"model": "tiny", "messages": [
-            {"role": "user", "content": "Pick a number"},
-            {"role": "assistant", "content": first_answer},
-            {"role": "user", "content": "Double it"}]}
+        return {
+            "model": "tiny",
+            "messages": [
+                {"role": "user", "content": "Pick a number"},
+                {"role": "assistant", "content": first_answer},
+                {"role": "user", "content": "Double it"},
+            ],
+        }
 
     await post(proxy, convo("7"))
     assert (await post(proxy, convo("7"))).headers["x-cache"] == "HIT"
@@ -86,8 +94,9 @@ async def test_earlier_turns_must_match_exactly(proxy: ProxyUnderTest) -> None:
 
 async def test_json_filled_entry_replays_as_valid_sse(proxy: ProxyUnderTest) -> None:
     filled = await post(proxy, chat("Explain TCP slow start"))
-    replay = await post(proxy, chat("Explain TCP slow start", stream=True,
-                                    stream_options={"include_usage": True}))
+    replay = await post(
+        proxy, chat("Explain TCP slow start", stream=True, stream_options={"include_usage": True})
+    )
     assert replay.headers["x-cache"] == "HIT"
     assert replay.headers["content-type"].startswith("text/event-stream")
     events = sse_events(replay.text)
@@ -115,11 +124,13 @@ async def test_stream_filled_entry_replays_as_json(proxy: ProxyUnderTest) -> Non
 async def test_completions_endpoint_caches_and_replays(proxy: ProxyUnderTest) -> None:
     body = {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 8}
     first = await proxy.client.post("/v1/completions", json=body, headers=proxy.headers())
-    again = await proxy.client.post("/v1/completions", json={**body, "stream": True},
-                                    headers=proxy.headers())
+    again = await proxy.client.post(
+        "/v1/completions", json={**body, "stream": True}, headers=proxy.headers()
+    )
     assert first.headers["x-cache"] == "MISS" and again.headers["x-cache"] == "HIT"
-    text = "".join(e["choices"][0]["text"] for e in sse_events(again.text)
-                   if e != "[DONE]" and e["choices"])
+    text = "".join(
+        e["choices"][0]["text"] for e in sse_events(again.text) if e != "[DONE]" and e["choices"]
+    )
     assert text == first.json()["choices"][0]["text"]
     assert sse_events(again.text)[0]["object"] == "text_completion"
 
@@ -127,12 +138,15 @@ async def test_completions_endpoint_caches_and_replays(proxy: ProxyUnderTest) ->
 async def test_concurrent_identical_misses_share_one_upstream_call(proxy: ProxyUnderTest) -> None:
     prompt = "Coalesce me please [[slow:0.05]]"
     results = await asyncio.gather(
-        *[post(proxy, chat(prompt, stream=i % 2 == 0)) for i in range(8)])
+        *[post(proxy, chat(prompt, stream=i % 2 == 0)) for i in range(8)]
+    )
     assert proxy.upstream.completions_called == 1
     assert all(r.status_code == 200 and r.headers["x-cache"] == "MISS" for r in results)
     assert sum("x-cache-coalesced" in r.headers for r in results) == 7
-    texts = {streamed_text(r.text) if i % 2 == 0 else r.json()["choices"][0]["message"]["content"]
-             for i, r in enumerate(results)}
+    texts = {
+        streamed_text(r.text) if i % 2 == 0 else r.json()["choices"][0]["message"]["content"]
+        for i, r in enumerate(results)
+    }
     assert len(texts) == 1
 
 
@@ -203,8 +217,10 @@ async def test_cache_control_no_store_does_not_store(proxy: ProxyUnderTest) -> N
     assert (await post(proxy, chat("Private question"))).headers["x-cache"] == "MISS"
 
 
-@pytest.mark.parametrize(("params", "reason"), [
-    ({"n": 2}, "n>1"), ({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "logprobs")])
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [({"n": 2}, "n>1"), ({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "logprobs")],
+)
 async def test_non_reusable_requests_bypass(
     proxy: ProxyUnderTest, params: dict[str, Any], reason: str
 ) -> None:
@@ -216,8 +232,10 @@ async def test_non_reusable_requests_bypass(
 
 
 async def test_tenant_max_temperature_bypasses_above(proxy_factory: ProxyFactory) -> None:
-    config = {**TWO_TENANTS, "tenants": {"acme": {"api_keys": ["sk-acme-1"],
-                                                  "max_temperature": 0.5}}}
+    config = {
+        **TWO_TENANTS,
+        "tenants": {"acme": {"api_keys": ["sk-acme-1"], "max_temperature": 0.5}},
+    }
     async with proxy_factory(config) as p:
         hot = await post(p, chat("hot", temperature=1.0))
         cool = await post(p, chat("cool", temperature=0.2))
@@ -235,15 +253,21 @@ async def test_tenant_key_is_never_forwarded(proxy: ProxyUnderTest) -> None:
     assert "sk-acme-1" not in json.dumps(proxy.upstream.last_headers)
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "m"}, "messages"),
-    ({"model": "m", "messages": []}, "messages"),
-    ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
-    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
-    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "m"}, "messages"),
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+            "temperature",
+        ),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+    ],
+)
 async def test_malformed_request_is_400_naming_the_field(
     proxy: ProxyUnderTest, body: dict[str, Any], param: str
 ) -> None:
@@ -268,9 +292,12 @@ async def test_body_over_limit_is_413(proxy_factory: ProxyFactory) -> None:
         assert p.upstream.completions_called == 0
 
 
-@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer nope"},
-                                     {"authorization": "Basic c2stYWNtZS0x"}])
-async def test_unknown_or_missing_key_is_401(proxy: ProxyUnderTest, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, {"authorization": "Bearer nope"}, {"authorization": "Basic c2stYWNtZS0x"}]
+)
+async def test_unknown_or_missing_key_is_401(
+    proxy: ProxyUnderTest, headers: dict[str, str]
+) -> None:
     response = await proxy.client.post(CHAT, json=chat("hi"), headers=headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
