@@ -43,11 +43,19 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def value_args(values: Iterable[Path | str] = (), sets: Iterable[str] = ()) -> list[str]:
+    """-f for each file; --set for each item, --set-json for items starting with "json:".
+
+    helm's --set types only integers: `threshold=0.8` arrives as the string "0.8" (and the
+    schema rejects it), so floats go through --set-json, as a user would pass them.
+    """
     args: list[str] = []
     for path in values:
         args += ["-f", str(path)]
     for item in sets:
-        args += ["--set", item]
+        if item.startswith("json:"):
+            args += ["--set-json", item.removeprefix("json:")]
+        else:
+            args += ["--set", item]
     return args
 
 
