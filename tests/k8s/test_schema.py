@@ -1,0 +1,76 @@
+"""values.schema.json: wrong types, unknown keys and out-of-range values make helm fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.k8s.chart import CHART, RELEASE, helm, value_args
+
+pytestmark = pytest.mark.k8s
+
+SCHEMA_ERROR = "don't meet the specifications of the schema"
+
+BAD_VALUES = {
+    "unknown top-level key": ["replicaCount=2"],
+    "unknown engine.config key (typo)": ["engine.config.max_model_length=4096"],
+    "unknown engine key": ["engine.gpus=2"],
+    "unknown proxy.config section": ["proxy.config.tenants.x.threshold=1"],
+    "unknown tenant key (typo)": ['json:tenants.default.treshold=0.9'],
+    "wrong type: replicas": ["engine.replicas=many"],
+    "wrong type: max_model_len": ["engine.config.max_model_len=long"],
+    "wrong type: prefix caching": ["engine.config.enable_prefix_caching=maybe"],
+    "wrong type: threshold as string": ['json:tenants.default.threshold="high"'],
+    "wrong type: tenant keys not a list": ["tenants.default.apiKeysFromSecret=key"],
+    "out of range: threshold": ["json:tenants.default.threshold=1.5"],
+    "out of range: gpu_memory_utilization": ["json:engine.config.gpu_memory_utilization=1.2"],
+    "out of range: negative gpu count": ["engine.gpu.count=-1"],
+    "enum: topology": ["topology=daemonset"],
+    "enum: quantization": ["engine.config.quantization=int8"],
+    "enum: model storage": ["engine.modelStorage.type=s3"],
+    "clear-text admin token": ["proxy.config.admin.token=hunter2"],
+    "clear-text engine key": ["proxy.config.upstream.api_key=hunter2"],
+    "bad tenant name": ['json:tenants={"acme corp": {"threshold": 0.9}}'],
+    "no tenants (default dropped, none added)": ["tenants.default=null"],
+}
+
+
+def template(sets: list[str]) -> tuple[int, str]:
+    result = helm("template", RELEASE, str(CHART), *value_args(sets=sets), check=False)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("sets", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
+def test_schema_rejects(sets: list[str]) -> None:
+    code, stderr = template(sets)
+    assert code != 0
+    assert SCHEMA_ERROR in stderr, stderr
+
+
+GOOD_VALUES = {
+    "float threshold via --set-json": ["json:tenants.default.threshold=0.97"],
+    "integer threshold": ["tenants.default.threshold=1"],
+    "new tenant": ["json:tenants.acme={\"threshold\": 0.9, \"apiKeysFromSecret\": [\"acme\"]}"],
+    "drop the default tenant": ["json:tenants.acme={\"threshold\": 0.9}", "tenants.default=null"],
+    "batched tokens": ["engine.config.max_num_batched_tokens=8192"],
+    "cpu device": ["engine.config.device=cpu", "engine.gpu.count=0"],
+}
+
+
+@pytest.mark.parametrize("sets", list(GOOD_VALUES.values()), ids=list(GOOD_VALUES))
+def test_schema_accepts(sets: list[str]) -> None:
+    code, stderr = template(sets)
+    assert code == 0, stderr
+
+
+def test_schema_is_closed_at_the_top_and_in_the_main_objects() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    props = schema["properties"]
+    for path in ("engine", "engine.config", "engine.gpu", "engine.modelStorage", "proxy",
+                 "proxy.config", "secrets", "ingress", "autoscaling", "service"):
+        node = schema
+        for part in path.split("."):
+            node = node["properties"][part] if node is not schema else props[part]
+        assert node["additionalProperties"] is False, path
