@@ -37,8 +37,11 @@ def apply_overrides(config: EngineConfig, options: argparse.Namespace) -> Engine
 
 
 def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m engine.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", required=True, help="engine YAML file")
     parser.add_argument("--port", type=int, help="override the config's port")
     parser.add_argument("--host", help="override the config's host")

@@ -43,14 +43,16 @@ def log_tail(log_path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path,
-                 timeout_s: float) -> None:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not is_healthy(url):
         if process.poll() is not None:
             raise EngineStartError(f"vLLM exited with {process.returncode}:\n{log_tail(log_path)}")
         if time.monotonic() > deadline:
-            raise EngineStartError(f"vLLM not healthy after {timeout_s:.0f}s:\n{log_tail(log_path)}")
+            tail = log_tail(log_path)
+            raise EngineStartError(f"vLLM not healthy after {timeout_s:.0f}s:\n{tail}")
         time.sleep(0.5)
 
 
@@ -78,13 +80,23 @@ def running_engine(
     timeout_s: float = START_TIMEOUT_S,
 ) -> Iterator[str]:
     """Starts `python -m engine.launch --config CONFIG --port PORT`; yields the base URL."""
-    command = [str(python), "-m", "engine.launch", "--config", str(config), "--port", str(port),
-               "--host", "127.0.0.1"]
+    command = [
+        str(python),
+        "-m",
+        "engine.launch",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                   env=env, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+        )
     try:
         wait_healthy(url, process, log_path, timeout_s)
         yield url

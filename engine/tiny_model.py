@@ -40,8 +40,17 @@ CHAT_TEMPLATE = (
 )
 SYSTEM_PROMPT = "You are a helpful assistant."
 # Public modules whose docstrings make the corpus; pinned torch => same corpus everywhere.
-CORPUS_MODULES = ["torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.fft",
-                  "torch.optim", "torch.utils.data", "torch.distributions", "torch.special"]
+CORPUS_MODULES = [
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+    "torch.linalg",
+    "torch.fft",
+    "torch.optim",
+    "torch.utils.data",
+    "torch.distributions",
+    "torch.special",
+]
 
 
 @dataclass(frozen=True)
@@ -167,8 +176,9 @@ def train(model: Any, ids: list[int], plan: TrainPlan) -> None:
     import torch
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(
-        step, plan))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, plan)
+    )
     model.train()
     started = last_report = time.monotonic()
     windows = batches(ids, plan, random.Random(SEED))
@@ -184,8 +194,10 @@ def train(model: Any, ids: list[int], plan: TrainPlan) -> None:
         if time.monotonic() - last_report >= 5 or step in (1, plan.steps):
             elapsed = time.monotonic() - started
             eta = elapsed / step * (plan.steps - step)
-            log(f"step {step:4d}/{plan.steps}  loss {loss.item():.3f}  "
-                f"{elapsed:5.1f}s elapsed, ~{eta:.0f}s left")
+            log(
+                f"step {step:4d}/{plan.steps}  loss {loss.item():.3f}  "
+                f"{elapsed:5.1f}s elapsed, ~{eta:.0f}s left"
+            )
             last_report = time.monotonic()
     model.eval()
 
@@ -257,11 +269,18 @@ def build(out: Path, plan: TrainPlan, shape: ModelShape) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.tiny_model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.tiny_model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=Path, help="output model directory")
-    parser.add_argument("--train-steps", type=int, default=TrainPlan.steps,
-                        help="training steps; 0 = random weights (default %(default)s)")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=TrainPlan.steps,
+        help="training steps; 0 = random weights (default %(default)s)",
+    )
     options = parser.parse_args(argv)
     plan = TrainPlan(steps=options.train_steps)
     build(options.out, plan, ModelShape())

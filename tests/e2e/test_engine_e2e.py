@@ -74,14 +74,17 @@ def proxy_config(engine_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", params=list(ENGINE_CONFIGS))
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     variant: str = request.param
     require_built(variant)
     tmp = tmp_path_factory.mktemp(variant)
     engine_log = tmp / "engine.log"
-    with running_engine(ENGINE_CONFIGS[variant], free_port(), engine_log) as engine_url, \
-            proxy_process(proxy_config(engine_url), tmp) as proxy_url:
+    with (
+        running_engine(ENGINE_CONFIGS[variant], free_port(), engine_log) as engine_url,
+        proxy_process(proxy_config(engine_url), tmp) as proxy_url,
+    ):
         yield Stack(variant, engine_url, proxy_url, engine_log)
 
 
