@@ -28,3 +28,11 @@ def test_no_stray_manifests() -> None:
     files = {path.stem for path in MANIFESTS.glob("*.yaml")}
     assert files == set(CASES), REGENERATE
 
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_no_trailing_whitespace(name: str) -> None:
+    """Template whitespace control is right: no blank-but-indented lines left by includes."""
+    lines = template_text(CASES[name]).splitlines()
+    bad = [n for n, line in enumerate(lines, 1) if line != line.rstrip()]
+    assert not bad, f"trailing whitespace on lines {bad[:10]}"
