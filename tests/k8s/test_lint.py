@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.chart import CHART, EXAMPLES, helm
+from tests.k8s.chart import CHART, EXAMPLES, helm, value_args
+from tests.k8s.renders import ALL_ON, STANDALONE
 
 pytestmark = pytest.mark.k8s
 
@@ -24,6 +25,12 @@ def test_lint_default_values() -> None:
 @pytest.mark.parametrize("values", EXAMPLES, ids=lambda p: p.name)
 def test_lint_example(values: Path) -> None:
     result = helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("sets", [ALL_ON, ALL_ON + STANDALONE], ids=["sidecar", "standalone"])
+def test_lint_with_every_option_on(sets: tuple[str, ...]) -> None:
+    result = helm("lint", "--strict", str(CHART), *value_args(sets=sets))
     assert "0 chart(s) failed" in result.stdout
 
 
