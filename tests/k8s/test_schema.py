@@ -74,3 +74,25 @@ def test_schema_is_closed_at_the_top_and_in_the_main_objects() -> None:
         for part in path.split("."):
             node = node["properties"][part] if node is not schema else props[part]
         assert node["additionalProperties"] is False, path
+
+
+def test_proxy_sections_match_the_proxy_settings_models() -> None:
+    """values.schema.json mirrors cache_proxy.config: a field added or renamed there must be
+    added here too (the schema is closed, so drift would reject valid configs)."""
+    config = pytest.importorskip("cache_proxy.config")
+    policy = pytest.importorskip("cache_proxy.verify.policy")
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    sections = schema["proxy"]["properties"]["config"]["properties"]
+    models = {
+        "server": config.ServerSettings, "upstream": config.UpstreamSettings,
+        "embedding": config.EmbeddingSettings, "cache": config.CacheSettings,
+        "admin": config.AdminSettings,
+    }
+    assert set(sections) == set(models)
+    for name, model in models.items():
+        assert set(sections[name]["properties"]) == set(model.model_fields), name
+    tenant = schema["tenants"]["additionalProperties"]["oneOf"][0]["properties"]
+    assert set(tenant) == set(config.TenantSettings.model_fields) | {"apiKeysFromSecret"}
+    verify = tenant["verify"]["properties"]
+    assert set(verify["guards"]["properties"]) == set(policy.GuardPolicy.model_fields)
+    assert set(verify["verifier"]["properties"]) == set(policy.VerifierPolicy.model_fields)
