@@ -75,7 +75,7 @@ def test_tenant_keys_and_admin_token_come_from_the_secret() -> None:
     config = proxy_config(docs)
     proxy = containers(engine_deployment(docs))["proxy"]
     refs = secret_env(proxy)
-    secret_name = f"{FULLNAME.replace('vsc-', 'vsc-', 1)}-keys"
+    secret_name = f"{FULLNAME}-keys"
     assert config["admin"] == {"token_env": "CACHE_PROXY_ADMIN_TOKEN"}
     assert refs["CACHE_PROXY_ADMIN_TOKEN"] == {"name": secret_name, "key": "admin-token"}
     legal = config["tenants"]["legal"]
