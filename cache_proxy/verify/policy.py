@@ -6,22 +6,31 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class GuardPolicy(BaseModel):
-    """Cheap lexical checks; each one can be switched off per tenant."""
+    """Cheap lexical checks (cache_proxy/verify/guards.py); each one can be switched off."""
 
     model_config = ConfigDict(extra="forbid")
 
-    numbers: bool = True
-    negation: bool = True
+    numbers: bool = True  # "2016" vs "2017", "two" vs "3"
+    negation: bool = True  # "not", "never", "doesn't" on one side only
+    antonyms: bool = True  # best/worst, buy/sell, before/after ... swapped
+    entities: bool = False  # a capitalised name missing from the other prompt (Nepal vs Spain)
+    question_word: bool = False  # what/how/why/who/when/where differ
 
 
 class VerifierPolicy(BaseModel):
-    """Optional cross-encoder that re-scores (query, cached prompt) pairs."""
+    """Optional learned verifier that re-scores (query, cached prompt) pairs.
+
+    `model_path` is a directory written by `cache-proxy train-verifier` (or `calibrate`); its
+    `verifier.json` says which kind it is (cross-encoder or feature classifier).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
     model_path: str | None = None
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Similarity at or above which the candidate is served without running the verifier.
+    accept_above: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class VerifyPolicy(BaseModel):

@@ -1,0 +1,123 @@
+"""Cross-encoder verifier: MiniLM reading (query, cached prompt) together, scored 0..1.
+
+Initialised from the packaged all-MiniLM-L6-v2 weights (a fresh 1-logit head) and fine-tuned by
+`train_cross_encoder` on labelled pairs plus hard negatives mined from the cache's own retrieval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from cache_proxy.verify.decision import Candidate
+
+log = logging.getLogger(__name__)
+MARKER = "verifier.json"  # {"kind": "crossencoder" | "features", ...} in every verifier dir
+Example = tuple[str, str, int]
+
+
+def _load_cross_encoder(path: str, num_labels: int | None = None) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(path, num_labels=num_labels, max_length=128, device="cpu")
+
+
+class CrossEncoderVerifier:
+    """Thread-safe scorer; one instance per model directory (see verifier.load_verifier)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import torch
+
+        self._torch = torch
+        self._encoder = _load_cross_encoder(str(path))
+        self._encoder.model.eval()
+        # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self._lock = threading.Lock()
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        if not candidates:
+            return []
+        with self._lock, self._torch.inference_mode():
+            batch = self._encoder.tokenizer(
+                [query] * len(candidates), [c.text for c in candidates],
+                padding=True, truncation=True, max_length=128, return_tensors="pt",
+            )  # fmt: skip
+            logits = self._encoder.model(**batch).logits[:, 0]
+            return [float(x) for x in self._torch.sigmoid(logits)]
+
+
+def _batches(examples: list[Example], batch_size: int, seed: int) -> list[list[Example]]:
+    shuffled = examples[:]
+    random.Random(seed).shuffle(shuffled)
+    return [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
+def train_cross_encoder(
+    examples: list[Example],
+    out_dir: str | Path,
+    base_model: str,
+    max_minutes: float = 40.0,
+    batch_size: int = 32,
+    learning_rate: float = 4e-5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One pass over the (shuffled) examples, stopped early at `max_minutes`; saves the model."""
+    import torch
+
+    torch.manual_seed(seed)
+    encoder = _load_cross_encoder(base_model, num_labels=1)
+    model, tokenizer = encoder.model, encoder.tokenizer
+    batches = _batches(examples, batch_size, seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, len(batches) // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (len(batches) - step) / len(batches))),
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    started, steps = time.monotonic(), 0
+    progress = tqdm(batches, desc="train cross-encoder", unit="batch", mininterval=10)
+    for batch in progress:
+        inputs = tokenizer(
+            [a for a, _, _ in batch], [b for _, b, _ in batch],
+            padding=True, truncation=True, max_length=128, return_tensors="pt",
+        )  # fmt: skip
+        labels = torch.tensor([float(y) for _, _, y in batch])
+        loss = loss_fn(model(**inputs).logits[:, 0], labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        steps += 1
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if time.monotonic() - started > max_minutes * 60:
+            log.warning("cross-encoder training stopped at the %.0f-minute budget", max_minutes)
+            break
+    return _save(encoder, out_dir, steps, len(batches), time.monotonic() - started, len(examples))
+
+
+def _save(
+    encoder: Any, out_dir: str | Path, steps: int, planned: int, seconds: float, n_examples: int
+) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder.model.eval()
+    encoder.save(str(out))
+    info = {
+        "kind": "crossencoder", "steps": steps, "planned_steps": planned,
+        "train_seconds": round(seconds, 1), "examples": n_examples,
+    }  # fmt: skip
+    (out / MARKER).write_text(json.dumps(info, indent=2))
+    return info
