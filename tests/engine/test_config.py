@@ -165,3 +165,21 @@ def test_launch_command_runs_the_api_server_module_with_overrides() -> None:
 def test_override_with_invalid_port_is_rejected() -> None:
     with pytest.raises(ValueError, match="port"):
         load_engine_config(CONFIGS / "cpu-tiny.yaml").with_overrides(port=0)
+
+
+def test_launch_dry_run_prints_the_command_without_starting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from engine.launch import main as launch_main
+
+    assert launch_main(["--config", str(CONFIGS / "cpu-tiny.yaml"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in printed
+    assert "-m vllm.entrypoints.openai.api_server --model build/models/tiny-llama" in printed
+
+
+def test_launch_rejects_a_bad_config_with_exit_2(tmp_path: Path) -> None:
+    from engine.launch import main as launch_main
+
+    bad = write_config(tmp_path, {**MINIMAL, "quantization": "int3"})
+    assert launch_main(["--config", str(bad), "--dry-run"]) == 2
