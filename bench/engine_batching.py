@@ -8,7 +8,9 @@ on free ports. In one run it measures, with equal-length answers (ignore_eos, ma
   direct sequential   N requests one after another straight to vLLM
   direct concurrent   N requests at once straight to vLLM
   proxy concurrent    N requests at once through the proxy (all cache misses)
-Concurrent phases alternate over --rounds and report the median, which damps noise from other
+  forward-only        the same with Cache-Control: no-cache, no-store (diagnostic: the proxy
+                      skips lookup and store, so no embedding; isolates HTTP forwarding cost)
+Concurrent phases interleave over --rounds and report the median, which damps noise from other
 jobs on a shared machine. Every prompt is distinct, so the cache never answers (a hit would
 make the proxy look faster than the engine); the script checks X-Cache: MISS on each.
 Prints tokens/s and the ratios proxy/direct (target >= 0.95) and concurrent/sequential.
@@ -67,11 +69,18 @@ def distinct_prompts(count: int) -> list[str]:
     return [f"Tell me about {' and '.join(rng.sample(WORDS, 6))}." for _ in range(count)]
 
 
-async def complete(client: httpx.AsyncClient, base_url: str, prompt: str, tokens: int) -> int:
+# Diagnostic: the proxy neither looks up nor stores (no embedding), leaving only its HTTP
+# forwarding; compared with the full proxy it shows what the embedder costs.
+FORWARD_ONLY = {"Cache-Control": "no-cache, no-store"}
+
+
+async def complete(
+    client: httpx.AsyncClient, base_url: str, prompt: str, tokens: int, headers: dict[str, str]
+) -> int:
     """One chat completion of exactly `tokens` tokens; returns the completion token count."""
     response = await client.post(
         f"{base_url}/v1/chat/completions",
-        headers={"Authorization": "Bearer sk-bench"},
+        headers={"Authorization": "Bearer sk-bench", **headers},
         json={
             "model": MODEL_NAME,
             "messages": [{"role": "user", "content": prompt}],
@@ -91,11 +100,14 @@ async def complete(client: httpx.AsyncClient, base_url: str, prompt: str, tokens
     return produced
 
 
-async def run_concurrent(base_url: str, name: str, prompts: list[str], tokens: int) -> Phase:
+async def run_concurrent(
+    base_url: str, name: str, prompts: list[str], tokens: int, headers: dict[str, str] | None = None
+) -> Phase:
     limits = httpx.Limits(max_connections=len(prompts))
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         started = time.perf_counter()
-        counts = await asyncio.gather(*(complete(client, base_url, p, tokens) for p in prompts))
+        calls = (complete(client, base_url, p, tokens, headers or {}) for p in prompts)
+        counts = await asyncio.gather(*calls)
         return Phase(name, time.perf_counter() - started, sum(counts))
 
 
@@ -104,7 +116,7 @@ async def run_sequential(base_url: str, name: str, prompts: list[str], tokens: i
         started = time.perf_counter()
         total = 0
         for prompt in prompts:
-            total += await complete(client, base_url, prompt, tokens)
+            total += await complete(client, base_url, prompt, tokens, {})
         return Phase(name, time.perf_counter() - started, total)
 
 
@@ -130,31 +142,38 @@ async def measure(
     log("warm-up (2 concurrent requests direct and through the proxy)")
     await run_concurrent(engine_url, "warm-up", distinct_prompts(2), tokens)
     await run_concurrent(proxy_url, "warm-up", distinct_prompts(2), tokens)
-    direct: list[Phase] = []
-    proxied: list[Phase] = []
+    embed_before = proxy_embed_seconds(proxy_url)
+    direct, proxied, forwarded = [], [], []
     for round_number in range(1, rounds + 1):
+        # Interleaved, so a burst of load from other jobs hits all three alike.
         direct.append(
             await run_concurrent(engine_url, "direct", distinct_prompts(requests), tokens)
         )
         proxied.append(await run_concurrent(proxy_url, "proxy", distinct_prompts(requests), tokens))
-        log(
-            f"round {round_number}/{rounds}: direct {direct[-1].tokens_per_s:.0f} tok/s, "
-            f"proxy {proxied[-1].tokens_per_s:.0f} tok/s"
+        forwarded.append(
+            await run_concurrent(proxy_url, "fwd", distinct_prompts(requests), tokens, FORWARD_ONLY)
         )
-    embed_sum, embed_count = proxy_embed_seconds(proxy_url)
-    if embed_count:
-        log(f"proxy: {embed_sum / embed_count * 1000:.0f} ms mean embedding time per miss so far")
+        log(
+            f"round {round_number}/{rounds} tok/s: direct {direct[-1].tokens_per_s:.0f}, "
+            f"proxy {proxied[-1].tokens_per_s:.0f}, forward-only {forwarded[-1].tokens_per_s:.0f}"
+        )
+    embed_after = proxy_embed_seconds(proxy_url)
+    embeds = embed_after[1] - embed_before[1]
+    if embeds:
+        mean_ms = (embed_after[0] - embed_before[0]) / embeds * 1000
+        log(f"proxy: {mean_ms:.0f} ms mean query embedding time (incl. batching wait) per miss")
     log(f"direct sequential: {requests} requests one by one")
     sequential = await run_sequential(engine_url, "sequential", distinct_prompts(requests), tokens)
     return [
         median_phase(f"direct sequential x{requests}", [sequential]),
         median_phase(f"direct concurrent x{requests}", direct),
         median_phase(f"proxy concurrent x{requests}", proxied),
+        median_phase("  forward-only (diag.)", forwarded),
     ]
 
 
 def report(phases: list[Phase], tokens: int) -> None:
-    sequential, direct, proxied = phases
+    sequential, direct, proxied, forwarded = phases
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} (other jobs skew results)")
     print(f"\n{'phase':<26}{'seconds':>9}{'tokens':>8}{'tokens/s':>10}   ({tokens}-token answers)")
@@ -163,12 +182,15 @@ def report(phases: list[Phase], tokens: int) -> None:
             f"{phase.name:<26}{phase.seconds:>9.2f}{phase.completion_tokens:>8d}"
             f"{phase.tokens_per_s:>10.1f}"
         )
-    proxy_ratio = proxied.tokens_per_s / direct.tokens_per_s
-    print(f"\nproxy / direct (concurrent):      {proxy_ratio:.3f}  (target >= 0.95)")
-    print(f"concurrent / sequential (direct): {direct.tokens_per_s / sequential.tokens_per_s:.2f}x")
+
+    def rate(a: Phase, b: Phase) -> float:
+        return a.tokens_per_s / b.tokens_per_s
+
+    print(f"\nproxy / direct (concurrent):          {rate(proxied, direct):.3f}  (target >= 0.95)")
+    print(f"  forward-only / direct (diagnostic):  {rate(forwarded, direct):.3f}")
+    print(f"concurrent / sequential (direct):     {rate(direct, sequential):.2f}x")
     # Batching survives the proxy if this stays far above 1 (a serialising proxy gives ~1).
-    kept = proxied.tokens_per_s / sequential.tokens_per_s
-    print(f"proxy concurrent / direct sequential: {kept:.2f}x")
+    print(f"proxy concurrent / direct sequential: {rate(proxied, sequential):.2f}x")
 
 
 def log(message: str) -> None:
