@@ -10,6 +10,8 @@ on free ports. In one run it measures, with equal-length answers (ignore_eos, ma
   proxy concurrent    N requests at once through the proxy (all cache misses)
   forward-only        the same with Cache-Control: no-cache, no-store (diagnostic: the proxy
                       skips lookup and store, so no embedding; isolates HTTP forwarding cost)
+  direct streamed     direct concurrent with stream=true (diagnostic: on a miss the proxy
+                      always streams from vLLM; this is that cost without the proxy)
 Concurrent phases interleave over --rounds and report the median, which damps noise from other
 jobs on a shared machine. Every prompt is distinct, so the cache never answers (a hit would
 make the proxy look faster than the engine); the script checks X-Cache: MISS on each.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -32,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,39 +78,65 @@ def distinct_prompts(count: int) -> list[str]:
 FORWARD_ONLY = {"Cache-Control": "no-cache, no-store"}
 
 
-async def complete(
-    client: httpx.AsyncClient, base_url: str, prompt: str, tokens: int, headers: dict[str, str]
-) -> int:
-    """One chat completion of exactly `tokens` tokens; returns the completion token count."""
-    response = await client.post(
-        f"{base_url}/v1/chat/completions",
-        headers={"Authorization": "Bearer sk-bench", **headers},
-        json={
-            "model": MODEL_NAME,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": tokens,
-            "ignore_eos": True,  # vLLM extension: every answer has exactly max_tokens tokens
-        },
-    )
-    response.raise_for_status()
-    if response.headers.get("x-cache", "MISS") != "MISS":
-        raise RuntimeError(
-            f"unexpected cache {response.headers['x-cache']}: the bench needs misses"
-        )
-    produced = int(response.json()["usage"]["completion_tokens"])
+def request_body(prompt: str, tokens: int, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": tokens,
+        "ignore_eos": True,  # vLLM extension: every answer has exactly max_tokens tokens
+    }
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
+def check_answer(headers: httpx.Headers, produced: int, tokens: int) -> int:
+    if headers.get("x-cache", "MISS") != "MISS":
+        raise RuntimeError(f"unexpected cache {headers['x-cache']}: the bench needs misses")
     if produced != tokens:
         raise RuntimeError(f"got {produced} tokens, expected {tokens}: ignore_eos not applied?")
     return produced
 
 
+async def complete(
+    client: httpx.AsyncClient,
+    base_url: str,
+    prompt: str,
+    tokens: int,
+    headers: dict[str, str],
+    stream: bool = False,
+) -> int:
+    """One chat completion of exactly `tokens` tokens; returns the completion token count."""
+    url = f"{base_url}/v1/chat/completions"
+    body = request_body(prompt, tokens, stream)
+    headers = {"Authorization": "Bearer sk-bench", **headers}
+    if not stream:
+        response = await client.post(url, headers=headers, json=body)
+        response.raise_for_status()
+        return check_answer(response.headers, response.json()["usage"]["completion_tokens"], tokens)
+    async with client.stream("POST", url, headers=headers, json=body) as response:
+        response.raise_for_status()
+        produced = 0
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                usage = json.loads(line[6:]).get("usage") or {}
+                produced = usage.get("completion_tokens", produced)
+        return check_answer(response.headers, produced, tokens)
+
+
 async def run_concurrent(
-    base_url: str, name: str, prompts: list[str], tokens: int, headers: dict[str, str] | None = None
+    base_url: str,
+    name: str,
+    prompts: list[str],
+    tokens: int,
+    headers: dict[str, str] | None = None,
+    stream: bool = False,
 ) -> Phase:
     limits = httpx.Limits(max_connections=len(prompts))
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         started = time.perf_counter()
-        calls = (complete(client, base_url, p, tokens, headers or {}) for p in prompts)
+        calls = (complete(client, base_url, p, tokens, headers or {}, stream) for p in prompts)
         counts = await asyncio.gather(*calls)
         return Phase(name, time.perf_counter() - started, sum(counts))
 
@@ -143,7 +173,7 @@ async def measure(
     await run_concurrent(engine_url, "warm-up", distinct_prompts(2), tokens)
     await run_concurrent(proxy_url, "warm-up", distinct_prompts(2), tokens)
     embed_before = proxy_embed_seconds(proxy_url)
-    direct, proxied, forwarded = [], [], []
+    direct, proxied, forwarded, streamed = [], [], [], []
     for round_number in range(1, rounds + 1):
         # Interleaved, so a burst of load from other jobs hits all three alike.
         direct.append(
@@ -153,9 +183,13 @@ async def measure(
         forwarded.append(
             await run_concurrent(proxy_url, "fwd", distinct_prompts(requests), tokens, FORWARD_ONLY)
         )
+        streamed.append(
+            await run_concurrent(engine_url, "sse", distinct_prompts(requests), tokens, stream=True)
+        )
         log(
             f"round {round_number}/{rounds} tok/s: direct {direct[-1].tokens_per_s:.0f}, "
-            f"proxy {proxied[-1].tokens_per_s:.0f}, forward-only {forwarded[-1].tokens_per_s:.0f}"
+            f"proxy {proxied[-1].tokens_per_s:.0f}, forward-only {forwarded[-1].tokens_per_s:.0f}, "
+            f"direct streamed {streamed[-1].tokens_per_s:.0f}"
         )
     embed_after = proxy_embed_seconds(proxy_url)
     embeds = embed_after[1] - embed_before[1]
@@ -169,11 +203,12 @@ async def measure(
         median_phase(f"direct concurrent x{requests}", direct),
         median_phase(f"proxy concurrent x{requests}", proxied),
         median_phase("  forward-only (diag.)", forwarded),
+        median_phase("  direct streamed (diag.)", streamed),
     ]
 
 
 def report(phases: list[Phase], tokens: int) -> None:
-    sequential, direct, proxied, forwarded = phases
+    sequential, direct, proxied, forwarded, streamed = phases
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} (other jobs skew results)")
     print(f"\n{'phase':<26}{'seconds':>9}{'tokens':>8}{'tokens/s':>10}   ({tokens}-token answers)")
@@ -188,6 +223,8 @@ def report(phases: list[Phase], tokens: int) -> None:
 
     print(f"\nproxy / direct (concurrent):          {rate(proxied, direct):.3f}  (target >= 0.95)")
     print(f"  forward-only / direct (diagnostic):  {rate(forwarded, direct):.3f}")
+    # The proxy asks vLLM for a stream on every miss; this is what that alone costs vLLM.
+    print(f"  direct streamed / direct (diag.):    {rate(streamed, direct):.3f}")
     print(f"concurrent / sequential (direct):     {rate(direct, sequential):.2f}x")
     # Batching survives the proxy if this stays far above 1 (a serialising proxy gives ~1).
     print(f"proxy concurrent / direct sequential: {rate(proxied, sequential):.2f}x")
