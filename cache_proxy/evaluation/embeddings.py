@@ -7,16 +7,17 @@ thousands of texts, so they batch and keep the vectors keyed by (model, text lis
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
 Vectors = npt.NDArray[np.float32]
 CACHE_DIR = Path("build/cache")
+_CHUNK = 512
 
 
 def default_model_path() -> str:
@@ -29,13 +30,12 @@ _MODELS: dict[str, Any] = {}
 
 
 def load_embedder(model_path: str | None = None) -> Any:
-    """One SentenceTransformer per path, loaded once (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """The server's embedder class (cache_proxy.embedding), one per model path."""
+    from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+
     path = model_path or default_model_path()
     if path not in _MODELS:
-        from sentence_transformers import SentenceTransformer
-
-        _MODELS[path] = SentenceTransformer(path, device="cpu")
+        _MODELS[path] = SentenceTransformerEmbedder(path)
     return _MODELS[path]
 
 
@@ -43,11 +43,14 @@ def embed_texts(
     texts: Sequence[str], model_path: str | None = None, progress: bool = False
 ) -> Vectors:
     """Unit-length float32 vectors, so inner product == cosine (what the FAISS index uses)."""
-    model = load_embedder(model_path)
-    vectors = model.encode(
-        list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=progress
-    )
-    return np.asarray(vectors, dtype=np.float32)
+    embedder = load_embedder(model_path)
+    chunks = range(0, len(texts), _CHUNK)
+    if progress:
+        chunks = tqdm(chunks, desc="embed", unit_scale=_CHUNK, unit="text", mininterval=5)
+    parts = [embedder.encode(texts[i : i + _CHUNK]) for i in chunks]
+    if not parts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    return np.asarray(np.concatenate(parts), dtype=np.float32)
 
 
 def _texts_digest(texts: Sequence[str], model_path: str) -> str:

@@ -1,6 +1,8 @@
 """Top-k inner-product search over a set of cached prompts, as the server's store does it.
 
-Uses FAISS directly on cached embeddings (offline runs search thousands of queries at once).
+Same index type as the server's flat partition (cache_proxy.store.vector_index: FAISS
+IndexFlatIP over unit vectors), searched in one batch: one-at-a-time through PartitionIndex
+gives the same neighbours but is ~35x slower on 2 cores.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class CandidateGrid:
     sims: Floats  # -inf where no candidate
     verdicts: npt.NDArray[np.int8]
     guards: dict[str, Bools]  # True = that guard rejects the candidate
-    scores: Floats  # verifier score, nan where not scored
+    scores: dict[str, Floats]  # verifier path -> score per candidate, nan where not scored
     answerable: Bools
     exact_hits: int
 
@@ -44,7 +44,8 @@ class CandidateGrid:
 class Setting:
     threshold: float
     guards: tuple[str, ...]
-    min_score: float | None  # None = no verifier
+    min_score: float | None = None  # None = no verifier
+    verifier: str | None = None  # model path; scores in CandidateGrid.scores[verifier]
 
 
 @dataclass(frozen=True)
@@ -92,23 +93,43 @@ def build_grid(
                 guards[name][row, col] = rejects
     answerable = np.array([book.answerable(q, in_cache) for q in semantic])
     exact = len(queries) - len(semantic)
-    grid = CandidateGrid(sims, verdicts, guards, np.full(shape, np.nan), answerable, exact)
+    grid = CandidateGrid(sims, verdicts, guards, {}, answerable, exact)
     return grid, semantic, listed
 
 
 def score_grid(
-    grid: CandidateGrid, queries: Sequence[str], listed: Sequence[list[Candidate]],
-    verifier: Verifier, floor: float,
-) -> None:  # fmt: skip
+    grid: CandidateGrid,
+    queries: Sequence[str],
+    listed: Sequence[list[Candidate]],
+    verifier: Verifier,
+    key: str,
+    floor: float,
+) -> None:
     """Verifier scores for every candidate at or above `floor` (the lowest threshold swept)."""
-    for row, query in enumerate(
-        tqdm(queries, desc="verifier scores", unit="query", mininterval=10)
-    ):
-        todo = [(col, c) for col, c in enumerate(listed[row]) if c.similarity >= floor]
-        if todo:
-            scores = verifier.score(query, [c for _, c in todo])
-            for (col, _), value in zip(todo, scores, strict=True):
-                grid.scores[row, col] = value
+    scores = np.full(grid.sims.shape, np.nan)
+    todo = [
+        (row, col, query, cand)
+        for row, query in enumerate(queries)
+        for col, cand in enumerate(listed[row])
+        if cand.similarity >= floor
+    ]
+    for start in tqdm(range(0, len(todo), _SCORE_CHUNK), desc="verifier scores", unit="chunk"):
+        chunk = todo[start : start + _SCORE_CHUNK]
+        values = score_pairs(verifier, [(query, cand) for _, _, query, cand in chunk])
+        for (row, col, _, _), value in zip(chunk, values, strict=True):
+            scores[row, col] = value
+    grid.scores[key] = scores
+
+
+_SCORE_CHUNK = 256
+
+
+def score_pairs(verifier: Verifier, pairs: Sequence[tuple[str, Candidate]]) -> list[float]:
+    """Many (query, candidate) pairs at once when the verifier can batch across queries."""
+    batched = getattr(verifier, "score_pairs", None)
+    if batched is not None:
+        return list(batched(pairs))
+    return [verifier.score(query, [cand])[0] for query, cand in pairs]
 
 
 def replay(grid: CandidateGrid, setting: Setting) -> Outcome:
@@ -119,7 +140,9 @@ def replay(grid: CandidateGrid, setting: Setting) -> Outcome:
         pick = np.argmax(valid, axis=1)  # first survivor = highest similarity
         served = valid.any(axis=1)
     else:
-        scores = np.where(valid, np.nan_to_num(grid.scores, nan=-1.0), -1.0)
+        assert setting.verifier is not None, "a min_score needs a verifier"
+        known = np.nan_to_num(grid.scores[setting.verifier], nan=-1.0)
+        scores = np.where(valid, known, -1.0)
         pick = np.argmax(scores, axis=1)  # ties -> first (higher similarity), as the decider
         served = scores[np.arange(len(pick)), pick] >= setting.min_score
     verdict = grid.verdicts[np.arange(len(pick)), pick][served]

@@ -45,11 +45,15 @@ class CrossEncoderVerifier:
         self._lock = threading.Lock()
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
-        if not candidates:
+        return self.score_pairs([(query, c) for c in candidates])
+
+    def score_pairs(self, pairs: Sequence[tuple[str, Candidate]]) -> list[float]:
+        """Scores (query, candidate) pairs in one forward pass (offline sweeps batch queries)."""
+        if not pairs:
             return []
         with self._lock, self._torch.inference_mode():
             batch = self._encoder.tokenizer(
-                [query] * len(candidates), [c.text for c in candidates],
+                [q for q, _ in pairs], [c.text for _, c in pairs],
                 padding=True, truncation=True, max_length=128, return_tensors="pt",
             )  # fmt: skip
             logits = self._encoder.model(**batch).logits[:, 0]

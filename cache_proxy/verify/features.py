@@ -105,9 +105,12 @@ class FeatureVerifier:
         self._lock = threading.Lock()
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
-        if not candidates:
+        return self.score_pairs([(query, c) for c in candidates])
+
+    def score_pairs(self, pairs: Sequence[tuple[str, Candidate]]) -> list[float]:
+        if not pairs:
             return []
-        rows = [(query, c.text, c.similarity) for c in candidates]
+        rows = [(q, c.text, c.similarity) for q, c in pairs]
         features = feature_matrix(rows, self._idf)
         with self._lock:  # sklearn predict is not documented as thread-safe
             probabilities = self._model.predict_proba(features)[:, 1]

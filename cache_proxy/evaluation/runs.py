@@ -1,0 +1,107 @@
+"""What `cache-proxy eval | calibrate | train-verifier` do, given parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from cache_proxy.evaluation import calibrate as cal
+from cache_proxy.evaluation.configfile import tenant_settings
+from cache_proxy.evaluation.labels import LabelBook
+from cache_proxy.evaluation.pairs import Pair, load_pairs, split_pairs
+from cache_proxy.evaluation.plots import plot_curves
+from cache_proxy.evaluation.report import table
+from cache_proxy.evaluation.simulate import Summary, simulate
+from cache_proxy.evaluation.sweep import Outcome, Setting, build_grid, replay, score_grid
+from cache_proxy.evaluation.training import table_for, train_verifier
+from cache_proxy.verify.decision import HitDecider
+from cache_proxy.verify.policy import VerifyPolicy
+from cache_proxy.verify.verifier import forget_verifiers, load_verifier
+
+log = logging.getLogger(__name__)
+
+
+def summary_outcome(summary: Summary, setting: Setting) -> Outcome:
+    return Outcome(
+        setting,
+        summary.queries,
+        summary.hits,
+        summary.correct,
+        summary.wrong,
+        summary.unjudged,
+        summary.answerable,
+    )
+
+
+def setting_of(threshold: float, policy: VerifyPolicy) -> Setting:
+    guards = tuple(name for name in cal.ALL_GUARDS if getattr(policy.guards, name))
+    verifier = policy.verifier
+    if verifier.enabled and verifier.model_path:
+        return Setting(threshold, guards, verifier.min_score, verifier.model_path)
+    return Setting(threshold, guards)
+
+
+def ensure_verifier(kind: str, path: Path, pairs: list[Pair], max_minutes: float) -> Path:
+    """Trains `kind` into `path` on the train part unless a trained one is already there."""
+    if (path / "verifier.json").is_file():
+        log.info("using the %s verifier already trained at %s", kind, path)
+        return path
+    print(f"training the {kind} verifier into {path} (train part of the pairs file) ...")
+    train_verifier(kind, pairs, path, max_minutes=max_minutes)
+    forget_verifiers()
+    return path
+
+
+def train_command(args: argparse.Namespace) -> int:
+    pairs = load_pairs(args.pairs)
+    info = train_verifier(
+        args.kind,
+        pairs,
+        Path(args.out),
+        max_minutes=args.max_minutes,
+        max_examples=args.max_examples,
+    )
+    print(f"trained {args.kind} verifier into {args.out}: {info}")
+    return 0
+
+
+def _eval_pairs(args: argparse.Namespace, pairs: list[Pair]) -> list[Pair]:
+    chosen = split_pairs(pairs, args.split)
+    return chosen[: args.limit] if args.limit else chosen
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    pairs = load_pairs(args.pairs)
+    if args.config:
+        threshold, policy = tenant_settings(args.config, args.tenant)
+    else:
+        threshold, policy = args.threshold, VerifyPolicy()
+    subset, book, table_ = _eval_pairs(args, pairs), LabelBook(pairs), table_for(pairs)
+    summary = simulate(subset, book, table_, HitDecider(), threshold, policy, args.top_k)
+    setting = setting_of(threshold, policy)
+    print(f"cache simulation: {len(subset)} pairs ({args.split}), labels from the whole file")
+    print(table([summary_outcome(summary, setting)]))
+    print("decisions:", dict(sorted(summary.reasons.items())))
+    if args.plot:
+        grid, queries, listed = build_grid(subset, book, table_, args.top_k)
+        if setting.verifier:
+            verifier = load_verifier(setting.verifier)
+            score_grid(grid, queries, listed, verifier, setting.verifier, min(cal.THRESHOLDS))
+        curve = [
+            replay(grid, Setting(t, setting.guards, setting.min_score, setting.verifier))
+            for t in cal.THRESHOLDS
+        ]
+        plot_curves(
+            curve,
+            summary_outcome(summary, setting),
+            args.plot,
+            f"{Path(args.pairs).name} [{args.split}] {_policy_text(setting)}",
+        )
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _policy_text(setting: Setting) -> str:
+    verifier = "no verifier" if setting.verifier is None else f"verifier>={setting.min_score}"
+    return f"guards={','.join(setting.guards) or '-'}; {verifier}"
