@@ -49,6 +49,9 @@ class EmbeddingSettings(Strict):
     backend: Literal["torch", "onnx"] = "torch"
     max_batch_size: int = Field(default=32, gt=0)
     max_wait_ms: float = Field(default=2.0, ge=0)
+    # One thread: next to a busy engine, 2-thread OpenMP on 2 shared cores ran 30x slower
+    # per query here; micro-batching, not threads, gives throughput.
+    threads: int = Field(default=1, gt=0)
 
 
 class CacheSettings(Strict):

@@ -20,9 +20,14 @@ def packaged_model_path() -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, model_path: str, backend: Literal["torch", "onnx"] = "torch") -> None:
+    def __init__(
+        self, model_path: str, backend: Literal["torch", "onnx"] = "torch", threads: int = 1
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
 
         self._model = SentenceTransformer(model_path, backend=backend, device="cpu")
         dimension = self._model.get_embedding_dimension()
@@ -49,4 +54,4 @@ def load_embedder(settings: EmbeddingSettings) -> SentenceTransformerEmbedder:
     path = settings.model or packaged_model_path()
     if settings.model and not Path(path).exists():
         raise FileNotFoundError(f"embedding.model: no model at {path}")
-    return SentenceTransformerEmbedder(path, settings.backend)
+    return SentenceTransformerEmbedder(path, settings.backend, settings.threads)
