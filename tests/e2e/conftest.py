@@ -14,6 +14,8 @@ from tests.support.servers import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY_BIN = Path(sys.executable).parent / "cache-proxy"
+# URL -> the running proxy process, for tests that signal it.
+PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 
 
 @contextmanager
@@ -32,8 +34,10 @@ def proxy_process(config: dict[str, Any], tmp: Path, log_name: str = "proxy.log"
         cwd=REPO,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/readyz", timeout_s=180)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        PROCESSES[url] = process
+        wait_for(f"{url}/readyz", timeout_s=180)
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -5,6 +5,7 @@ same flows against real vLLM are in test_engine_e2e.py."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
-from tests.e2e.conftest import proxy_process
+from tests.e2e.conftest import PROCESSES, proxy_process
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import serve_in_thread
 
@@ -177,3 +179,26 @@ def test_no_prompt_text_or_keys_in_logs(
     logs = "".join(p.read_text() for p in Path(tmp_path_factory.getbasetemp()).rglob("proxy.log"))
     assert "tenant=acme" in logs
     assert "zebras" not in logs and "sk-acme-1" not in logs
+
+
+def test_sighup_reloads_tenants(tmp_path: Path) -> None:
+    upstream = ScriptedUpstream()
+    with serve_in_thread(upstream.app) as upstream_url:
+        config = {"upstream": {"url": upstream_url}, "server": {"reload_interval_s": 3600},
+                  "tenants": {"acme": {"api_keys": ["sk-acme-1"]}}}  # fmt: skip
+        with proxy_process(config, tmp_path) as url:
+            late = {"authorization": "Bearer sk-late"}
+            body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}]}
+            assert (
+                httpx.post(f"{url}/v1/chat/completions", json=body, headers=late).status_code == 401
+            )
+            config["tenants"]["initech"] = {"api_keys": ["sk-late"]}  # type: ignore[index]
+            (tmp_path / "proxy.yaml").write_text(yaml.safe_dump(config))
+            PROCESSES[url].send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=late)
+                if response.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert response.status_code == 200
