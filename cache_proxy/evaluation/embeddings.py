@@ -7,6 +7,7 @@ thousands of texts, so they batch and keep the vectors keyed by (model, text lis
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 Vectors = npt.NDArray[np.float32]
+# Where offline runs keep embeddings; CACHE_PROXY_EVAL_CACHE overrides (tests use a tmp dir).
 CACHE_DIR = Path("build/cache")
 _CHUNK = 512
 
@@ -62,10 +64,11 @@ def _texts_digest(texts: Sequence[str], model_path: str) -> str:
 
 
 def embed_texts_cached(
-    texts: Sequence[str], model_path: str | None = None, cache_dir: Path = CACHE_DIR
+    texts: Sequence[str], model_path: str | None = None, cache_dir: Path | None = None
 ) -> Vectors:
     """Like embed_texts, but reuses vectors saved for the very same text list and model."""
     path = model_path or default_model_path()
+    cache_dir = cache_dir or Path(os.environ.get("CACHE_PROXY_EVAL_CACHE", CACHE_DIR))
     target = cache_dir / f"emb-{_texts_digest(texts, path)}.npy"
     if target.exists():
         return np.asarray(np.load(target), dtype=np.float32)

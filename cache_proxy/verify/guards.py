@@ -91,8 +91,9 @@ def entities_of(text: str) -> frozenset[str]:
 
 def question_class(text: str) -> str:
     for word in words(text)[:3]:
-        if word in _QUESTION_CLASSES:
-            return _QUESTION_CLASSES[word]
+        for form in (word, word.removesuffix("s")):  # "what's" -> "whats" -> "what"
+            if form in _QUESTION_CLASSES:
+                return _QUESTION_CLASSES[form]
     return "other"
 
 

@@ -1,0 +1,94 @@
+"""calibrate / eval on a few hundred real QQP pairs (from ../shared/data, never from the repo)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cache_proxy.cli import main
+from cache_proxy.config import parse_settings
+from cache_proxy.evaluation.labels import LabelBook
+from cache_proxy.evaluation.pairs import load_pairs
+from cache_proxy.evaluation.simulate import simulate
+from cache_proxy.evaluation.sweep import Setting, build_grid, replay
+from cache_proxy.evaluation.training import table_for
+from cache_proxy.verify.decision import HitDecider
+from cache_proxy.verify.policy import GuardPolicy, VerifyPolicy
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "qqp_pairs_dev.jsonl.gz"
+pytestmark = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} absent (shared/ data)")
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 600 pairs, embedded once per module into a temporary cache."""
+    root = tmp_path_factory.mktemp("pairs")
+    target = root / "pairs.jsonl.gz"
+    with gzip.open(SHARED, "rt") as source, gzip.open(target, "wt") as out:
+        out.writelines(itertools.islice(source, 600))
+    return target
+
+
+@pytest.fixture(autouse=True)
+def embedding_cache(pairs_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_PROXY_EVAL_CACHE", str(pairs_file.parent / "cache"))
+
+
+def test_fast_sweep_matches_the_real_decider(pairs_file: Path) -> None:
+    pairs = load_pairs(pairs_file)
+    book, table = LabelBook(pairs), table_for(pairs)
+    grid, _, _ = build_grid(pairs, book, table)
+    guards = GuardPolicy(numbers=True, negation=True, antonyms=False)
+    summary = simulate(pairs, book, table, HitDecider(), 0.85, VerifyPolicy(guards=guards))
+    replayed = replay(grid, Setting(0.85, ("numbers", "negation")))
+    assert summary.hits > 0
+    assert (summary.hits, summary.correct, summary.wrong, summary.unjudged) == (
+        replayed.hits, replayed.correct, replayed.wrong, replayed.unjudged,
+    )  # fmt: skip
+
+
+def test_calibrate_writes_the_tenant_and_plot_then_eval_reads_it(
+    pairs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        "upstream: {url: 'http://engine:8000'}\n"
+        "tenants:\n  acme: {api_keys: [k1]}\n  globex: {api_keys: [k2], threshold: 0.9}\n"
+    )
+    plot = tmp_path / "calibration.png"
+    code = main([
+        "calibrate", "--config", str(config), "--tenant", "acme", "--pairs", str(pairs_file),
+        "--target-error", "0.25", "--error-kind", "judged", "--verifier", "features",
+        "--verifier-dir", str(tmp_path / "verifiers"), "--plot", str(plot),
+    ])  # fmt: skip
+    assert code == 0
+    settings = parse_settings(yaml.safe_load(config.read_text()))  # the proxy accepts it
+    acme = settings.tenants["acme"]
+    assert settings.tenants["globex"].threshold == 0.9
+    assert acme.threshold != 0.95 or acme.verify.verifier.enabled
+    if acme.verify.verifier.enabled:
+        assert Path(acme.verify.verifier.model_path or "").is_dir()
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "held-out check" in capsys.readouterr().out
+
+    assert (
+        main(["eval", "--pairs", str(pairs_file), "--config", str(config), "--tenant", "acme"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "wrong(j)" in out and "recall" in out and "answered" in out
+
+
+def test_calibrate_refuses_an_unreachable_target(pairs_file: Path, tmp_path: Path) -> None:
+    config = tmp_path / "proxy.yaml"
+    original = "upstream: {url: 'http://engine:8000'}\ntenants:\n  acme: {api_keys: [k1]}\n"
+    config.write_text(original)
+    code = main([
+        "calibrate", "--config", str(config), "--tenant", "acme", "--pairs", str(pairs_file),
+        "--target-error", "0.0", "--error-kind", "conservative", "--verifier", "none",
+    ])  # fmt: skip
+    assert code == 2
+    assert config.read_text() == original
