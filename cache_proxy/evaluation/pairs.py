@@ -1,6 +1,6 @@
 """Labelled pairs files (JSON lines, optionally gzipped) and their deterministic split.
 
-Split rule (documented in docs/VERIFY.md): each pair goes to a part by
+Split rule (documented in cache_proxy/verify/README.md): each pair goes to a part by
 ``sha256(min(a, b) + "\\x1f" + max(a, b))`` modulo 100 — buckets 0-49 "train" (verifier
 training), 50-74 "calib" (threshold/min_score calibration), 75-99 "test" (reported numbers).
 The rule depends only on the pair's texts, so any copy or order of a file splits the same way.

@@ -74,7 +74,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "--split",
         choices=["all", "train", "calib", "test"],
         default="all",
-        help="part of the file (hash split, docs/VERIFY.md); default all",
+        help="part of the file (hash split, cache_proxy/verify/README.md); default all",
     )
     parser.add_argument("--limit", type=int, help="first N pairs of that part")
     parser.add_argument("--config", type=Path, help="take threshold/verify from this config")

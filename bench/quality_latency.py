@@ -1,0 +1,90 @@
+"""Added hit latency of guards and verifiers, as a ratio to bare query embedding, in one run.
+
+    .venv/bin/python -m bench.quality_latency [--pairs FILE] [--queries 200]
+        [--features build/verifiers/qqp-features] [--crossencoder build/verifiers/qqp-crossencoder]
+
+Per query: embed it alone (what the proxy does on a miss of the exact tier), then time
+HitDecider.decide on its top-4 candidates with (a) threshold only, (b) guards, (c) guards +
+feature verifier, (d) guards + cross-encoder. Medians and p95 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.evaluation.pairs import load_pairs
+from cache_proxy.verify.decision import Candidate, HitDecider
+from cache_proxy.verify.policy import GuardPolicy, VerifierPolicy, VerifyPolicy
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/qqp_pairs_dev.jsonl.gz"
+NO_GUARDS = GuardPolicy(numbers=False, negation=False, antonyms=False)
+
+
+def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - started) * 1000 / repeats
+
+
+def _workload(pairs_path: Path, queries: int) -> list[tuple[str, list[Candidate]]]:
+    pairs = load_pairs(pairs_path)[: queries * 4]
+    work = []
+    for i in range(queries):
+        group = pairs[i * 4 : i * 4 + 4]
+        # Worst case for the verifier: every one of the top-4 is above threshold.
+        cands = [Candidate(j, p.text_a, 0.95 - j * 0.01) for j, p in enumerate(group)]
+        work.append((group[0].text_b, cands))
+    return work
+
+
+def _policies(args: argparse.Namespace) -> dict[str, VerifyPolicy]:
+    policies = {
+        "threshold only": VerifyPolicy(guards=NO_GUARDS),
+        "guards (defaults)": VerifyPolicy(),
+    }
+    for name, path in (("features", args.features), ("cross-encoder", args.crossencoder)):
+        if path and (Path(path) / "verifier.json").is_file():
+            verifier = VerifierPolicy(enabled=True, model_path=path, min_score=0.0)
+            policies[f"guards + {name} verifier"] = VerifyPolicy(verifier=verifier)
+    return policies
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=Path, default=SHARED)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--features", default="build/verifiers/qqp-features")
+    parser.add_argument("--crossencoder", default="build/verifiers/qqp-crossencoder")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    embedder = SentenceTransformerEmbedder(packaged_model_path())
+    work = _workload(args.pairs, args.queries)
+    decider, policies = HitDecider(), _policies(args)
+    for policy in policies.values():  # load verifiers and warm up outside the timing
+        decider.decide(work[0][0], work[0][1], 0.5, policy)
+    embed_ms = [_timed(partial(embedder.encode, [q])) for q, _ in work]
+    base, base95 = _summary(embed_ms)
+    print(f"{len(work)} queries, 4 candidates each, all above threshold (worst case)")
+    print(f"{'step':<32} {'median ms':>10} {'p95 ms':>8} {'x embed (median)':>17}")
+    print(f"{'embed query (bare MiniLM)':<32} {base:>10.3f} {base95:>8.3f} {1.0:>17.3f}")
+    for name, policy in policies.items():
+        times = [_timed(partial(decider.decide, q, c, 0.5, policy)) for q, c in work]
+        median, p95 = _summary(times)
+        print(f"{'decide: ' + name:<32} {median:>10.3f} {p95:>8.3f} {median / base:>17.3f}")
+
+
+if __name__ == "__main__":
+    main()
