@@ -63,3 +63,28 @@ class StreamAssembler:
         function = call.get("function") or {}
         slot["function"]["name"] += function.get("name") or ""
         slot["function"]["arguments"] += function.get("arguments") or ""
+
+
+def answer_from_json(endpoint: Endpoint, model: str, body: dict[str, Any]) -> Answer:
+    """A non-streamed engine response -> Answer (incomplete unless exactly one finished choice)."""
+    choices = body.get("choices") or []
+    if len(choices) != 1 or not isinstance(choices[0], dict):
+        return Answer(endpoint, str(body.get("model") or model), "", None)
+    choice = choices[0]
+    if endpoint == "chat":
+        message = choice.get("message") or {}
+        content, tool_calls = message.get("content") or "", message.get("tool_calls") or []
+    else:
+        content, tool_calls = choice.get("text") or "", []
+    usage = body.get("usage")
+    return Answer(
+        endpoint=endpoint,
+        model=str(body.get("model") or model),
+        content=str(content),
+        finish_reason=choice.get("finish_reason"),
+        usage={k: v for k, v in usage.items() if isinstance(v, int)}
+        if isinstance(usage, dict)
+        else None,
+        tool_calls=tuple(tool_calls),
+        system_fingerprint=body.get("system_fingerprint"),
+    )

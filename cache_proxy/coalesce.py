@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class Flight:
-    def __init__(self) -> None:
+    def __init__(self, streaming: bool = True) -> None:
+        self.streaming = streaming  # False: one JSON answer at the end, no chunks
         self.chunks: list[dict[str, Any]] = []
         self.answer: Answer | None = None
         self.error: ProxyError | None = None
@@ -95,13 +96,15 @@ class Coalescer:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def join(self, key: Hashable, runner: FlightRunner) -> tuple[Flight, bool]:
+    def join(
+        self, key: Hashable, runner: FlightRunner, streaming: bool = True
+    ) -> tuple[Flight, bool]:
         """The flight for `key` (started now if none) and whether this caller started it."""
         flight = self._flights.get(key)
         if flight is not None:
             flight.subscribers += 1
             return flight, False
-        flight = Flight()
+        flight = Flight(streaming)
         flight.subscribers = 1
         self._flights[key] = flight
         flight.task = asyncio.get_running_loop().create_task(self._run(key, flight, runner))

@@ -21,7 +21,7 @@ _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # *_created series double the scrape size for no use here
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the scrape size for no use here
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(

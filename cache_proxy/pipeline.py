@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache_proxy import responses
-from cache_proxy.assemble import StreamAssembler
+from cache_proxy.assemble import StreamAssembler, answer_from_json
 from cache_proxy.coalesce import Coalescer, Flight
 from cache_proxy.embedding import MicroBatcher
 from cache_proxy.errors import PayloadTooLarge, ProxyError, UpstreamError
@@ -204,16 +204,19 @@ class Pipeline:
         async def run(flight: Flight) -> None:
             await self._fetch_and_store(call, flight, vector, generation)
 
-        flight, leader = self.coalescer.join(flight_key, run)
+        flight, leader = self.coalescer.join(flight_key, run, streaming=call.request.stream)
         headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
+        relay = call.request.stream and flight.streaming
         try:
             await flight.wait_started()
-            answer = None if call.request.stream else await flight.result()
+            answer = None if relay else await flight.result()
         except BaseException:
             self.coalescer.leave(flight_key, flight)
             raise
         if answer is not None:
             self.coalescer.leave(flight_key, flight)
+            if call.request.stream:  # joined a JSON flight: replay its answer as SSE
+                return responses.sse_answer(answer, call.include_usage, headers)
             return responses.json_answer(answer, headers)
         response_id = None if leader else new_response_id(call.endpoint)
         return responses.sse_from_flight(
@@ -227,6 +230,17 @@ class Pipeline:
     async def _fetch_and_store(
         self, call: Call, flight: Flight, vector: Vector | None, generation: int
     ) -> None:
+        # The leader's form decides the upstream form: streaming costs the engine and the proxy
+        # per-token work that a JSON client would not see anyway.
+        if flight.streaming:
+            answer = await self._fetch_stream(call, flight)
+        else:
+            answer = await self._fetch_json(call, flight)
+        if answer.complete and call.control.store:
+            await self._store(call, answer, vector, generation)
+        flight.finish(answer)
+
+    async def _fetch_stream(self, call: Call, flight: Flight) -> Answer:
         body = {**call.body, "stream": True, "stream_options": {"include_usage": True}}
         assembler = StreamAssembler(call.endpoint, call.request.model)
         async with self.upstream.open_stream(PATHS[call.endpoint], body) as response:
@@ -234,10 +248,14 @@ class Pipeline:
             async for chunk in iter_sse_chunks(response):
                 assembler.add(chunk)
                 flight.publish(chunk)
-        answer = assembler.answer()
-        if answer.complete and call.control.store:
-            await self._store(call, answer, vector, generation)
-        flight.finish(answer)
+        return assembler.answer()
+
+    async def _fetch_json(self, call: Call, flight: Flight) -> Answer:
+        body = {k: v for k, v in call.body.items() if k != "stream_options"}
+        body["stream"] = False
+        parsed = await self.upstream.post_json(PATHS[call.endpoint], body)
+        flight.mark_started()
+        return answer_from_json(call.endpoint, call.request.model, parsed)
 
     async def _store(
         self, call: Call, answer: Answer, vector: Vector | None, generation: int

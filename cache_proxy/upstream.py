@@ -78,6 +78,17 @@ class Upstream:
             response = await self._client.post(path, json=body)
         return RawResponse(response.status_code, response.content, _content_type(response))
 
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        raw = await self.post_raw(path, body)
+        raise_for_upstream_status(raw.status_code, raw.body)
+        try:
+            parsed = json.loads(raw.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UpstreamBadGateway("The engine answered with invalid JSON.") from exc
+        if not isinstance(parsed, dict):
+            raise UpstreamBadGateway("The engine answered with JSON that is not an object.")
+        return parsed
+
     @contextlib.asynccontextmanager
     async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
         """A streaming response whose status was checked: 2xx only."""

@@ -178,9 +178,34 @@ async def test_incomplete_answers_are_never_stored(proxy: ProxyUnderTest, marker
     assert proxy.upstream.completions_called == 2
 
 
-async def test_cut_stream_to_json_client_is_502(proxy: ProxyUnderTest) -> None:
-    response = await post(proxy, chat("cut for json [[cut]]"))
-    assert response.status_code == 502
+@pytest.mark.parametrize("marker", ["[[cut]]", "[[nofinish]]"])
+async def test_incomplete_json_answers_are_never_stored(proxy: ProxyUnderTest, marker: str) -> None:
+    for _ in range(2):
+        response = await post(proxy, chat(f"json that breaks {marker}"))
+        assert response.status_code == (502 if marker == "[[cut]]" else 200)
+        assert response.headers.get("x-cache") != "HIT"
+    assert proxy.upstream.completions_called == 2
+
+
+async def test_json_miss_is_forwarded_as_json_and_stream_miss_as_stream(
+    proxy: ProxyUnderTest,
+) -> None:
+    await post(proxy, chat("json please"))
+    assert proxy.upstream.last_body["stream"] is False
+    assert "stream_options" not in proxy.upstream.last_body
+    await post(proxy, chat("stream please", stream=True))
+    assert proxy.upstream.last_body["stream"] is True
+    assert proxy.upstream.last_body["stream_options"] == {"include_usage": True}
+
+
+async def test_streaming_followers_of_a_json_leader_get_valid_sse(proxy: ProxyUnderTest) -> None:
+    prompt = "JSON leads this flight [[slow:0.01]]"
+    results = await asyncio.gather(*[post(proxy, chat(prompt, stream=i > 0)) for i in range(4)])
+    assert proxy.upstream.completions_called == 1
+    leader_text = results[0].json()["choices"][0]["message"]["content"]
+    for follower in results[1:]:
+        assert sse_events(follower.text)[-1] == "[DONE]"
+        assert streamed_text(follower.text) == leader_text
 
 
 async def test_timeout_is_504(proxy_factory: ProxyFactory) -> None:

@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible upstream for fault injection (the real engine is in tests/e2e).
 
 The last user turn steers it: `[[500]]`, `[[503]]`, `[[400]]` answer with that status,
-`[[cut]]` ends the stream before [DONE], `[[nofinish]]` omits finish_reason,
+`[[cut]]` ends the stream before [DONE] (a JSON answer: half its body), `[[nofinish]]` omits
+finish_reason,
 `[[midstream-error]]` sends an error event, `[[slow:S]]` waits S seconds per chunk.
 Every completion call is counted, so tests can prove the engine was (not) called.
 """
@@ -29,12 +30,14 @@ class ScriptedUpstream:
         self.calls: Counter[str] = Counter()
         self.last_body: dict[str, Any] = {}
         self.last_headers: dict[str, str] = {}
-        self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/completions", self._completion, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-            Route("/health", self._health, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._completion, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/health", self._health, methods=["GET"]),
+            ]
+        )
 
     @property
     def completions_called(self) -> int:
@@ -69,22 +72,44 @@ class ScriptedUpstream:
                 return JSONResponse({"error": error, "object": "error"}, status_code=status)
         text = f"Answer {self.completions_called}: {prompt}"
         if body.get("stream"):
-            return StreamingResponse(self._stream(endpoint, body, prompt, text),
-                                     media_type="text/event-stream")
-        return JSONResponse(self._json(endpoint, body, text))
+            return StreamingResponse(
+                self._stream(endpoint, body, prompt, text), media_type="text/event-stream"
+            )
+        slow = _SLOW.search(prompt)
+        await asyncio.sleep(float(slow.group(1)) * len(text.split()) if slow else 0.0)
+        payload = self._json(endpoint, body, text)
+        if "[[nofinish]]" in prompt:
+            payload["choices"][0]["finish_reason"] = None
+        if "[[cut]]" in prompt:  # the connection drops mid-body
+            raw = json.dumps(payload).encode()
+            return Response(raw[: len(raw) // 2], media_type="application/json")
+        return JSONResponse(payload)
 
     def _json(self, endpoint: str, body: dict[str, Any], text: str) -> dict[str, Any]:
         n = int(body.get("n", 1))
         if endpoint == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop"} for i in range(n)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+                for i in range(n)
+            ]
         else:
             choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(n)]
-        return {"id": "up-1", "object": "chat.completion", "created": int(time.time()),
-                "model": body["model"], "choices": choices, "usage": _usage(text)}
+        return {
+            "id": "up-1",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": _usage(text),
+        }
 
-    async def _stream(self, endpoint: str, body: dict[str, Any], prompt: str,
-                      text: str) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, endpoint: str, body: dict[str, Any], prompt: str, text: str
+    ) -> AsyncIterator[bytes]:
         slow = _SLOW.search(prompt)
         delay = float(slow.group(1)) if slow else 0.0
         words = [w + " " for w in text.split(" ")]
@@ -111,10 +136,15 @@ class ScriptedUpstream:
 
 def _chunk(endpoint: str, body: dict[str, Any], choice: dict[str, Any] | None) -> dict[str, Any]:
     obj = "chat.completion.chunk" if endpoint == "chat" else "text_completion"
-    chunk: dict[str, Any] = {"id": "up-stream", "object": obj, "created": int(time.time()),
-                             "model": body["model"]}
-    chunk["choices"] = [] if choice is None else [
-        {"index": 0, "logprobs": None, "finish_reason": None, **choice}]
+    chunk: dict[str, Any] = {
+        "id": "up-stream",
+        "object": obj,
+        "created": int(time.time()),
+        "model": body["model"],
+    }
+    chunk["choices"] = (
+        [] if choice is None else [{"index": 0, "logprobs": None, "finish_reason": None, **choice}]
+    )
     return chunk
 
 
