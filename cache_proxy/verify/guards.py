@@ -45,6 +45,10 @@ _ANTONYM_PAIRS = [
     ("import", "export"), ("learn", "teach"), ("give", "get"), ("send", "receive"),
     ("min", "max"), ("minimum", "maximum"), ("past", "future"), ("north", "south"),
     ("east", "west"), ("in", "out"), ("on", "off"), ("add", "remove"), ("with", "without"),
+    ("longest", "shortest"), ("longer", "shorter"), ("long", "short"), ("largest", "smallest"),
+    ("bigger", "smaller"), ("biggest", "smallest"), ("cheapest", "costliest"), ("free", "paid"),
+    ("upper", "lower"), ("inside", "outside"), ("top", "bottom"), ("strong", "weak"),
+    ("strongest", "weakest"), ("younger", "older"), ("youngest", "oldest"), ("early", "late"),
 ]  # fmt: skip
 _ANTONYMS: dict[str, set[str]] = {}
 for _left, _right in _ANTONYM_PAIRS:
