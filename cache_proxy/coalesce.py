@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any
 
 from cache_proxy.errors import ProxyError, UpstreamBadGateway
 from cache_proxy.store.entry import Answer
+from cache_proxy.upstream import SseChunk
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class Flight:
     def __init__(self, streaming: bool = True) -> None:
         self.streaming = streaming  # False: one JSON answer at the end, no chunks
-        self.chunks: list[dict[str, Any]] = []
+        self.chunks: list[SseChunk] = []
         self.answer: Answer | None = None
         self.error: ProxyError | None = None
         self.started = False
@@ -38,7 +38,7 @@ class Flight:
         self.started = True
         self._notify()
 
-    def publish(self, chunk: dict[str, Any]) -> None:
+    def publish(self, chunk: SseChunk) -> None:
         self.chunks.append(chunk)
         self._notify()
 
@@ -65,7 +65,7 @@ class Flight:
         assert self.answer is not None
         return self.answer
 
-    async def iter_chunks(self) -> AsyncIterator[dict[str, Any]]:
+    async def iter_chunks(self) -> AsyncIterator[SseChunk]:
         position = 0
         while True:
             while position < len(self.chunks):

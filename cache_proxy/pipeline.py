@@ -246,7 +246,7 @@ class Pipeline:
         async with self.upstream.open_stream(PATHS[call.endpoint], body) as response:
             flight.mark_started()
             async for chunk in iter_sse_chunks(response):
-                assembler.add(chunk)
+                assembler.add(chunk.data)
                 flight.publish(chunk)
         return assembler.answer()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import httpx
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -13,6 +12,7 @@ from cache_proxy.coalesce import Flight
 from cache_proxy.errors import ProxyError
 from cache_proxy.replay import DONE_LINE, answer_json, answer_sse_chunks, sse_line
 from cache_proxy.store.entry import Answer
+from cache_proxy.upstream import SseChunk
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -48,9 +48,9 @@ def sse_from_flight(
     async def lines() -> AsyncIterator[bytes]:
         try:
             async for chunk in flight.iter_chunks():
-                shaped = _shape_chunk(chunk, include_usage, response_id)
-                if shaped is not None:
-                    yield sse_line(shaped)
+                line = _shape_chunk(chunk, include_usage, response_id)
+                if line is not None:
+                    yield line
             yield DONE_LINE
         except ProxyError as exc:
             # Headers are gone already: the error travels as an SSE event, like OpenAI's.
@@ -86,14 +86,14 @@ def raw_json(status_code: int, content: bytes, headers: dict[str, str]) -> Respo
     )
 
 
-def _shape_chunk(
-    chunk: dict[str, Any], include_usage: bool, response_id: str | None
-) -> dict[str, Any] | None:
+def _shape_chunk(chunk: SseChunk, include_usage: bool, response_id: str | None) -> bytes | None:
+    data = chunk.data
     # Usage is always requested upstream (to store it); hide it from clients that did not ask.
-    if not include_usage:
-        if not chunk.get("choices"):
-            return None
-        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+    if not include_usage and not data.get("choices"):
+        return None
+    if response_id is None and (include_usage or "usage" not in data):
+        return chunk.line  # the engine's own bytes, untouched
+    shaped = {k: v for k, v in data.items() if include_usage or k != "usage"}
     if response_id is not None:
-        chunk = {**chunk, "id": response_id}
-    return chunk
+        shaped["id"] = response_id
+    return sse_line(shaped)

@@ -37,6 +37,14 @@ def map_httpx_errors() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class SseChunk:
+    """One parsed stream event, with its original bytes for pass-through."""
+
+    data: dict[str, Any]
+    line: bytes
+
+
+@dataclass(frozen=True)
 class RawResponse:
     status_code: int
     body: bytes
@@ -105,7 +113,7 @@ class Upstream:
             await response.aclose()
 
 
-async def iter_sse_chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def iter_sse_chunks(response: httpx.Response) -> AsyncIterator[SseChunk]:
     """Parsed SSE chunks; raises if the stream errors or ends before `data: [DONE]`."""
     finished = False
     with map_httpx_errors():
@@ -116,7 +124,7 @@ async def iter_sse_chunks(response: httpx.Response) -> AsyncIterator[dict[str, A
             if payload == "[DONE]":
                 finished = True
                 break
-            yield _parse_chunk(payload)
+            yield SseChunk(_parse_chunk(payload), f"data: {payload}\n\n".encode())
     if not finished:
         raise UpstreamBadGateway("The engine's stream ended before it was complete.")
 

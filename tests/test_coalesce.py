@@ -5,6 +5,7 @@ import asyncio
 from cache_proxy.coalesce import Coalescer, Flight
 from cache_proxy.errors import UpstreamTimeout
 from cache_proxy.store import Answer
+from cache_proxy.upstream import SseChunk
 
 ANSWER = Answer("completion", "m", "done", "stop")
 
@@ -16,14 +17,14 @@ async def test_followers_share_the_leaders_flight() -> None:
         runs.append(1)
         flight.mark_started()
         await asyncio.sleep(0.01)
-        flight.publish({"n": 1})
+        flight.publish(SseChunk({"n": 1}, b'data: {"n": 1}\n\n'))
         flight.finish(ANSWER)
 
     first, leader = coalescer.join("k", run)
     second, follower_leads = coalescer.join("k", run)
     assert first is second and leader and not follower_leads
     assert await second.result() == ANSWER
-    assert [c async for c in first.iter_chunks()] == [{"n": 1}]
+    assert [c.data async for c in first.iter_chunks()] == [{"n": 1}]
     assert runs == [1] and len(coalescer) == 0
 
 
