@@ -49,8 +49,10 @@ test: venv engine model quant helm
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
-bench: venv engine model
+bench: venv engine model quant
 	$(VENV)/bin/python -m bench.embed_vs_hit
+	$(VENV)/bin/python -m bench.engine_batching
+	$(VENV)/bin/python -m bench.engine_quant
 
 clean:
 	rm -rf build $(VENV) $(ENGINE_VENV) $(QUANT_VENV)

@@ -17,6 +17,7 @@ PROXY_START_TIMEOUT="${PROXY_START_TIMEOUT:-180}"
 LOG_DIR="${LOG_DIR:-var/log}"
 ENGINE_PYTHON=.venv-engine/bin/python
 PROXY_BIN=.venv/bin/cache-proxy
+PROXY_BIN_DIR=.venv/bin
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 say() { printf '[run-local] %s\n' "$*"; }
@@ -44,7 +45,20 @@ fi
 ENGINE_URL="http://$ENGINE_HOST:$ENGINE_PORT"
 PROXY_URL="http://127.0.0.1:$PROXY_PORT"
 
-port_busy() { curl -s -o /dev/null --max-time 2 "$1"; }
+# HTTP probes with the proxy venv's Python: curl is not on every fresh machine.
+# http_status URL -> prints the status code (000 when nothing answers).
+http_status() {
+  "$PROXY_BIN_DIR/python" - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except Exception:
+    print("000")
+PY
+}
+port_busy() { [[ "$(http_status "$1")" != "000" ]]; }
 port_busy "$ENGINE_URL/health" && fail "something already listens on $ENGINE_URL"
 port_busy "$PROXY_URL/healthz" && fail "something already listens on $PROXY_URL"
 
@@ -77,7 +91,7 @@ trap 'exit 130' INT TERM
 wait_ready() {
   local name="$1" url="$2" pid="$3" timeout="$4" log="$5" started=$SECONDS
   printf '[run-local] waiting for %s at %s ' "$name" "$url"
-  until curl -sf -o /dev/null --max-time 2 "$url"; do
+  until [[ "$(http_status "$url")" == 200 ]]; do
     if ! kill -0 "$pid" 2>/dev/null; then
       printf '\n'; tail -n 30 "$log" >&2; fail "$name exited during start-up (log: $log)"
     fi
