@@ -16,7 +16,7 @@ from cache_proxy.evaluation.simulate import Summary, simulate
 from cache_proxy.evaluation.sweep import Outcome, Setting, build_grid, replay, score_grid
 from cache_proxy.evaluation.training import table_for, train_verifier
 from cache_proxy.verify.decision import HitDecider
-from cache_proxy.verify.policy import VerifyPolicy
+from cache_proxy.verify.policy import GuardPolicy, VerifyPolicy
 from cache_proxy.verify.verifier import forget_verifiers, load_verifier
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ def eval_command(args: argparse.Namespace) -> int:
         threshold, policy = tenant_settings(args.config, args.tenant)
     else:
         threshold, policy = args.threshold, VerifyPolicy()
+        if args.cosine_only:
+            no_guards = GuardPolicy(numbers=False, negation=False, antonyms=False)
+            policy = VerifyPolicy(guards=no_guards)
     subset, book, table_ = _eval_pairs(args, pairs), LabelBook(pairs), table_for(pairs)
     summary = simulate(subset, book, table_, HitDecider(), threshold, policy, args.top_k)
     setting = setting_of(threshold, policy)

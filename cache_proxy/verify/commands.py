@@ -80,6 +80,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     parser.add_argument("--config", type=Path, help="take threshold/verify from this config")
     parser.add_argument("--tenant", default="default")
     parser.add_argument("--threshold", type=float, default=0.95, help="without --config")
+    parser.add_argument(
+        "--cosine-only", action="store_true", help="without --config: guards off (baseline)"
+    )
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path)
     parser.set_defaults(func=_eval)
