@@ -1,0 +1,78 @@
+"""Wiring: health, readiness, models passthrough, and answers while the embedder loads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+
+from cache_proxy.app import create_app
+from cache_proxy.config import parse_settings
+from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+from tests.conftest import TWO_TENANTS, ProxyUnderTest, chat
+from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.servers import free_port
+
+
+class GatedEmbedder:
+    """The real embedder, held back until the test opens the gate (a slow model load)."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner, self.gate = inner, threading.Event()
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        self.gate.wait(timeout=30)
+        return self.inner.encode(texts)
+
+
+async def test_ready_only_when_embedder_loaded_and_upstream_answers(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    upstream, gated = ScriptedUpstream(), GatedEmbedder(embedder)
+    app = create_app(
+        parse_settings(TWO_TENANTS),
+        embedder=gated,
+        upstream_transport=httpx.ASGITransport(app=upstream.app),
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as client,
+    ):
+        assert (await client.get("/healthz")).status_code == 200
+        loading = await client.get("/readyz")
+        assert loading.status_code == 503 and loading.json()["checks"]["embedder"] is False
+        early = await client.post(
+            "/v1/chat/completions",
+            json=chat("hi"),
+            headers={"authorization": "Bearer sk-acme-1"},
+        )
+        assert early.status_code == 503 and "loading" in early.json()["error"]["message"]
+        gated.gate.set()
+        while app.state.runtime.pipeline is None:
+            await asyncio.sleep(0.01)
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_not_ready_when_upstream_unreachable(embedder: SentenceTransformerEmbedder) -> None:
+    config = {**TWO_TENANTS, "upstream": {"url": f"http://127.0.0.1:{free_port()}"}}
+    app = create_app(parse_settings(config), embedder=embedder)
+    async with app.router.lifespan_context(app):
+        while app.state.runtime.pipeline is None:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://p"
+        ) as client:
+            response = await client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["checks"] == {"embedder": True, "upstream": False}
+
+
+async def test_models_passthrough_needs_a_tenant_key(proxy: ProxyUnderTest) -> None:
+    assert (await proxy.client.get("/v1/models")).status_code == 401
+    models = await proxy.client.get("/v1/models", headers=proxy.headers())
+    assert models.json()["data"][0]["id"] == "scripted"
