@@ -273,9 +273,15 @@ async def test_streaming_bypass_passes_upstream_stream_through(proxy: ProxyUnder
     assert sse_events(response.text)[-1] == "[DONE]"
 
 
-async def test_tenant_key_is_never_forwarded(proxy: ProxyUnderTest) -> None:
-    await post(proxy, chat("whose key?"))
-    assert "sk-acme-1" not in json.dumps(proxy.upstream.last_headers)
+async def test_tenant_key_is_never_forwarded_but_the_engine_key_is(
+    proxy_factory: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENGINE_KEY", "sk-engine-9")
+    config = {**TWO_TENANTS, "upstream": {"url": "http://engine.test", "api_key_env": "ENGINE_KEY"}}
+    async with proxy_factory(config) as p:
+        await post(p, chat("whose key?"))
+        assert "sk-acme-1" not in json.dumps(p.upstream.last_headers)
+        assert p.upstream.last_headers["authorization"] == "Bearer sk-engine-9"
 
 
 @pytest.mark.parametrize(
