@@ -78,12 +78,12 @@ def main() -> None:
     embed_ms = [_timed(partial(embedder.encode, [q])) for q, _ in work]
     base, base95 = _summary(embed_ms)
     print(f"{len(work)} queries, 4 candidates each, all above threshold (worst case)")
-    print(f"{'step':<32} {'median ms':>10} {'p95 ms':>8} {'x embed (median)':>17}")
-    print(f"{'embed query (bare MiniLM)':<32} {base:>10.3f} {base95:>8.3f} {1.0:>17.3f}")
+    print(f"{'step':<40} {'median ms':>10} {'p95 ms':>8} {'x embed (median)':>17}")
+    print(f"{'embed query (bare MiniLM)':<40} {base:>10.3f} {base95:>8.3f} {1.0:>17.3f}")
     for name, policy in policies.items():
         times = [_timed(partial(decider.decide, q, c, 0.5, policy)) for q, c in work]
         median, p95 = _summary(times)
-        print(f"{'decide: ' + name:<32} {median:>10.3f} {p95:>8.3f} {median / base:>17.3f}")
+        print(f"{'decide: ' + name:<40} {median:>10.3f} {p95:>8.3f} {median / base:>17.3f}")
 
 
 if __name__ == "__main__":

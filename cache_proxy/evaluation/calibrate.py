@@ -9,6 +9,7 @@ check of the error the setting actually delivers).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ GUARD_SETS: list[tuple[str, ...]] = [ALL_GUARDS[:n] for n in range(len(ALL_GUARD
 THRESHOLDS = [*np.round(np.arange(0.75, 0.99, 0.01), 3).tolist(), 0.99, 0.995, 0.999]
 MIN_SCORES = [*np.round(np.arange(0.05, 0.951, 0.05), 3).tolist(), 0.97, 0.98, 0.99, 0.995]
 MIN_HITS = 30  # fewer hits than this make an error estimate too noisy to calibrate on
+# Measured on the QQP dev file (calib -> test): z=0 overshot the target by >0.5pp in 15 of 30
+# (verifier, target) cases, z=0.5 in 9, z=1.0 in 2 but gave up more hits.
+DEFAULT_MARGIN_Z = 0.5
 
 
 @dataclass
@@ -55,9 +59,21 @@ def sweep(data: CalibrationData, verifier: str | None) -> list[Outcome]:
     ]
 
 
-def choose(outcomes: Sequence[Outcome], target: float, kind: str) -> Outcome | None:
+def error_bound(outcome: Outcome, kind: str, margin_z: float) -> float:
+    """Error plus `margin_z` standard errors: picking the best of many noisy settings favours
+    lucky ones, so a bare estimate lands above target on held-out data more often than not."""
+    hits = max(1, outcome.hits)
+    error = outcome.error(kind)
+    return error + margin_z * math.sqrt(max(error * (1 - error), 1 / hits) / hits)
+
+
+def choose(
+    outcomes: Sequence[Outcome], target: float, kind: str, margin_z: float = DEFAULT_MARGIN_Z
+) -> Outcome | None:
     """Most hits within the target; ties go to the stricter (higher) threshold and score."""
-    feasible = [o for o in outcomes if o.hits >= MIN_HITS and o.error(kind) <= target]
+    feasible = [
+        o for o in outcomes if o.hits >= MIN_HITS and error_bound(o, kind, margin_z) <= target
+    ]
     if not feasible:
         return None
     return max(

@@ -70,7 +70,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     book = LabelBook(pairs)
     data = cal.prepare(pairs, book, table_for(pairs), args.top_k)
     outcomes = _sweep_all(args, pairs, data)
-    chosen = cal.choose(outcomes, args.target_error, args.error_kind)
+    chosen = cal.choose(outcomes, args.target_error, args.error_kind, args.margin_z)
     if chosen is None:
         print(
             f"no setting reaches {args.error_kind} error <= {args.target_error:.2%} "

@@ -61,6 +61,10 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:  # type: ignor
         default=DEFAULT_VERIFIER_DIR,
         help="verifiers live in DIR/<tenant>-<kind>; trained there if missing",
     )
+    parser.add_argument(
+        "--margin-z", type=float, default=0.5,
+        help="choose by error + Z standard errors (guards against lucky settings); 0 = bare",
+    )  # fmt: skip
     parser.add_argument("--max-train-minutes", type=float, default=40.0)
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path, help="PNG: hit and error rates vs threshold")
