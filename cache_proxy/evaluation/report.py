@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from cache_proxy.evaluation.sweep import Outcome, Setting
 
 HEADER = (
-    f"{'threshold':>9} {'guards':<34} {'min_score':>9} {'answered':>9} {'wrong(j)':>9} "
+    f"{'threshold':>9} {'guards':<34} {'verifier':<22} {'answered':>9} {'wrong(j)':>9} "
     f"{'wrong(c)':>9} {'recall':>7} {'hits':>6} {'queries':>7}"
 )
 
@@ -16,11 +17,17 @@ def describe_guards(setting: Setting) -> str:
     return ",".join(setting.guards) or "-"
 
 
+def describe_verifier(setting: Setting) -> str:
+    if setting.verifier is None or setting.min_score is None:
+        return "-"
+    return f"{Path(setting.verifier).name}>={setting.min_score:.2f}"
+
+
 def row(outcome: Outcome) -> str:
     s = outcome.setting
-    score = "-" if s.min_score is None else f"{s.min_score:.2f}"
     return (
-        f"{s.threshold:>9.3f} {describe_guards(s):<34} {score:>9} {outcome.hit_rate:>9.1%} "
+        f"{s.threshold:>9.3f} {describe_guards(s):<34} {describe_verifier(s):<22} "
+        f"{outcome.hit_rate:>9.1%} "
         f"{outcome.error('judged'):>9.2%} {outcome.error('conservative'):>9.2%} "
         f"{outcome.recall:>7.1%} {outcome.hits:>6} {outcome.queries:>7}"
     )
