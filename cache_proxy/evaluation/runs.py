@@ -80,7 +80,10 @@ def eval_command(args: argparse.Namespace) -> int:
         if args.cosine_only:
             no_guards = GuardPolicy(numbers=False, negation=False, antonyms=False)
             policy = VerifyPolicy(guards=no_guards)
-    subset, book, table_ = _eval_pairs(args, pairs), LabelBook(pairs), table_for(pairs)
+    subset, book = _eval_pairs(args, pairs), LabelBook(pairs)
+    # --limit: embed only the simulated texts; a whole split reuses the whole-file cache that
+    # calibrate builds. Labels are always those of the whole file.
+    table_ = table_for(subset if args.limit else pairs)
     summary = simulate(subset, book, table_, HitDecider(), threshold, policy, args.top_k)
     setting = setting_of(threshold, policy)
     print(f"cache simulation: {len(subset)} pairs ({args.split}), labels from the whole file")
