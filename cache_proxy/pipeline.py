@@ -152,7 +152,7 @@ class Pipeline:
         entry = cache.get_exact(call.key.exact)
         if entry is not None:
             return Lookup(entry, "exact", 1.0)
-        if not call.key.semantic:
+        if not self._semantic(call):
             return Lookup(None)
         vector = await self._embed(call.key.query_text)
         started = time.perf_counter()
@@ -163,6 +163,10 @@ class Pipeline:
         if chosen is None:
             return Lookup(None, vector=vector)
         return Lookup(cache.touch(chosen.entry_id), "semantic", chosen.similarity, vector)
+
+    def _semantic(self, call: Call) -> bool:
+        # A truncated embedding would match prompts that differ only past the cut: exact only.
+        return call.key.semantic and self.embedder.fits(call.key.query_text)
 
     async def _embed(self, text: str) -> Vector:
         started = time.perf_counter()
@@ -260,7 +264,7 @@ class Pipeline:
     async def _store(
         self, call: Call, answer: Answer, vector: Vector | None, generation: int
     ) -> None:
-        if vector is None and call.key.semantic:
+        if vector is None and self._semantic(call):
             vector = await self._embed(call.key.query_text)
         cache = self.store.tenant(call.tenant.name)
         if cache.generation != generation:

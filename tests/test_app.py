@@ -25,6 +25,9 @@ class GatedEmbedder:
     def dimension(self) -> int:
         return self.inner.dimension
 
+    def fits(self, text: str) -> bool:
+        return self.inner.fits(text)
+
     def encode(self, texts):  # type: ignore[no-untyped-def]
         self.gate.wait(timeout=30)
         return self.inner.encode(texts)

@@ -47,6 +47,17 @@ async def test_paraphrase_is_a_semantic_hit(proxy: ProxyUnderTest) -> None:
     assert proxy.upstream.completions_called == 1
 
 
+async def test_prompts_longer_than_the_embedder_window_match_exactly_only(
+    proxy: ProxyUnderTest,
+) -> None:
+    shared = "Here is a long report about quarterly results and many details. " * 40
+    await post(proxy, chat(shared + "Question: what was the revenue in March?"))
+    other = await post(proxy, chat(shared + "Question: who is the CEO's favourite poet?"))
+    assert other.headers["x-cache"] == "MISS"
+    again = await post(proxy, chat(shared + "Question: what was the revenue in March?"))
+    assert again.headers["x-cache-match"] == "exact"
+
+
 async def test_unrelated_prompt_misses(proxy: ProxyUnderTest) -> None:
     await post(proxy, chat("How do I reset my router password?"))
     other = await post(proxy, chat("What is a good recipe for banana bread?"))

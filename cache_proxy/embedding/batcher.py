@@ -27,6 +27,9 @@ class MicroBatcher:
     def dimension(self) -> int:
         return self._embedder.dimension
 
+    def fits(self, text: str) -> bool:
+        return self._embedder.fits(text)
+
     async def embed(self, text: str) -> Vectors:
         """One normalised vector, shape (dimension,)."""
         self._ensure_worker()

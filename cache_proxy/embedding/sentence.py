@@ -39,6 +39,13 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
+    def fits(self, text: str) -> bool:
+        limit = self._model.max_seq_length
+        if limit is None or len(text) + 2 <= limit:  # every token covers at least one character
+            return True
+        ids = self._model.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return len(ids) <= limit
+
     def encode(self, texts: Sequence[str]) -> Vectors:
         vectors = self._model.encode(
             list(texts),

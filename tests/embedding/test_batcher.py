@@ -19,6 +19,9 @@ class CountingEmbedder:
     def dimension(self) -> int:
         return self.inner.dimension
 
+    def fits(self, text: str) -> bool:
+        return self.inner.fits(text)
+
     def encode(self, texts):  # type: ignore[no-untyped-def]
         self.batches.append(len(texts))
         return self.inner.encode(texts)
