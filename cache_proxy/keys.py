@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ from cache_proxy.schemas import ChatRequest, CompletionRequest, Endpoint
 DELIVERY_ONLY_FIELDS = frozenset(
     {"stream", "stream_options", "user", "metadata", "store", "priority", "request_id"}
 )
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,8 @@ def build_key(
     else:
         context, query, semantic = _split_completion(body)
     partition = _digest({"endpoint": endpoint, **context})
-    normalised = _WHITESPACE.sub(" ", query).strip()
+    # Only the ends are trimmed: inner whitespace can carry meaning (code, tables, poems).
+    normalised = query.replace("\r\n", "\n").strip()
     return CacheKey(
         endpoint=endpoint,
         model=request.model,

@@ -17,10 +17,13 @@ def chat(*turns: tuple[str, Any], **params: Any) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": r, "content": c} for r, c in turns], **params}
 
 
-def test_last_user_turn_is_the_query_and_whitespace_is_normalised() -> None:
-    a = key_of(chat(("user", "  What is   love? ")))
+def test_last_user_turn_is_the_query_with_only_its_ends_trimmed() -> None:
+    a = key_of(chat(("user", "  What is love?\r\n")))
     b = key_of(chat(("user", "What is love?")))
     assert a.query_text == "What is love?" and a.exact == b.exact and a.semantic
+    code = key_of(chat(("user", "if x:\n    y()\nz()")))
+    flat = key_of(chat(("user", "if x: y() z()")))
+    assert code.exact != flat.exact
 
 
 def test_everything_but_the_last_turn_picks_the_partition() -> None:
@@ -45,7 +48,7 @@ def test_non_user_last_turn_and_images_are_exact_only() -> None:
     image = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {}}]
     assert not key_of(chat(("user", image))).semantic
     parts = [{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}]
-    assert key_of(chat(("user", parts))).query_text == "hello world"
+    assert key_of(chat(("user", parts))).query_text == "hello\nworld"
 
 
 def test_bypass_reasons() -> None:
