@@ -80,36 +80,50 @@ def train_cross_encoder(
 
     torch.manual_seed(seed)
     encoder = _load_cross_encoder(base_model, num_labels=1)
-    model, tokenizer = encoder.model, encoder.tokenizer
     batches = _batches(examples, batch_size, seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, len(batches) // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (len(batches) - step) / len(batches))),
-    )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    model.train()
+    optimizer, schedule = _optimizer(encoder.model, learning_rate, len(batches))
+    encoder.model.train()
     started, steps = time.monotonic(), 0
     progress = tqdm(batches, desc="train cross-encoder", unit="batch", mininterval=10)
     for batch in progress:
-        inputs = tokenizer(
-            [a for a, _, _ in batch], [b for _, b, _ in batch],
-            padding=True, truncation=True, max_length=128, return_tensors="pt",
-        )  # fmt: skip
-        labels = torch.tensor([float(y) for _, _, y in batch])
-        loss = loss_fn(model(**inputs).logits[:, 0], labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
+        loss = _train_step(encoder, batch, optimizer, schedule)
         steps += 1
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        progress.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if time.monotonic() - started > max_minutes * 60:
             log.warning("cross-encoder training stopped at the %.0f-minute budget", max_minutes)
             break
     return _save(encoder, out_dir, steps, len(batches), time.monotonic() - started, len(examples))
+
+
+def _optimizer(model: Any, learning_rate: float, total: int) -> tuple[Any, Any]:
+    """AdamW with 10% linear warm-up, then linear decay to zero at the last planned step."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / total))
+    )
+    return optimizer, schedule
+
+
+def _train_step(encoder: Any, batch: list[Example], optimizer: Any, schedule: Any) -> float:
+    import torch
+
+    inputs = encoder.tokenizer(
+        [a for a, _, _ in batch], [b for _, b, _ in batch],
+        padding=True, truncation=True, max_length=128, return_tensors="pt",
+    )  # fmt: skip
+    labels = torch.tensor([float(y) for _, _, y in batch])
+    loss: Any = torch.nn.functional.binary_cross_entropy_with_logits(
+        encoder.model(**inputs).logits[:, 0], labels
+    )
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
+    return float(loss.item())
 
 
 def _save(
