@@ -291,7 +291,18 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-config", type=Path, default=ENGINE_CONFIG)
     parser.add_argument("--engine-url", help="use a running engine instead of starting one")
     parser.add_argument("--proxy-url", help="use a running proxy (in front of --engine-url)")
+    parser.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="let engine, proxy and client share every core (default: the engine gets core 0, "
+        "proxy and client the rest, as a GPU engine and its sidecar do not compete for compute)",
+    )
     return parser.parse_args(argv)
+
+
+def pin_to(cores: set[int]) -> None:
+    """This process and the children it starts from now on run on `cores` only."""
+    os.sched_setaffinity(0, cores)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,11 +310,20 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         engine_url, proxy_url = options.engine_url, options.proxy_url
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-bench-")))
+        all_cores = os.sched_getaffinity(0)
+        split = not options.shared_cores and len(all_cores) >= 2
         if engine_url is None:
             log(f"starting vLLM from {options.engine_config} (~1 min)")
+            if split:  # vLLM's OpenMP threads stall badly when another process takes their core
+                engine_core = min(all_cores)
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(engine_core)
+                pin_to({engine_core})
+                log(f"engine pinned to core {engine_core}; proxy and client to the others")
             engine_url = stack.enter_context(
                 running_engine(options.engine_config, free_port(), logs / "engine.log")
             )
+            if split:
+                pin_to(all_cores - {min(all_cores)})
         if proxy_url is None:
             log("starting cache-proxy")
             proxy_url = stack.enter_context(running_proxy(engine_url, logs / "proxy.log"))
