@@ -15,14 +15,28 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 ANSWER = "A canned answer used only to fill the cache for this benchmark."
 
 
-async def _chat(request: Request) -> StreamingResponse:
+async def _chat(request: Request) -> Response:
     body = await request.json()
+    usage = {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": ANSWER}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return JSONResponse(
+            {
+                "id": "canned",
+                "object": "chat.completion",
+                "model": body["model"],
+                "created": int(time.time()),
+                "choices": [choice],
+                "usage": usage,
+            }
+        )
 
     async def events() -> AsyncIterator[bytes]:
         base = {
@@ -37,7 +51,6 @@ async def _chat(request: Request) -> StreamingResponse:
         ):
             chunk = {**base, "choices": [{"index": 0, "finish_reason": None, **choice}]}
             yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-        usage = {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}
         yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 

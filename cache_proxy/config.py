@@ -48,7 +48,7 @@ class EmbeddingSettings(Strict):
     model: str | None = None  # None: the packaged all-MiniLM-L6-v2
     backend: Literal["torch", "onnx"] = "torch"
     max_batch_size: int = Field(default=32, gt=0)
-    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_wait_ms: float = Field(default=0.0, ge=0)  # 0: batch what queued while busy
     # One thread: next to a busy engine, 2-thread OpenMP on 2 shared cores ran 30x slower
     # per query here; micro-batching, not threads, gives throughput.
     threads: int = Field(default=1, gt=0)

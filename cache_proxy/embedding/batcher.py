@@ -12,9 +12,10 @@ _Pending = tuple[str, "asyncio.Future[Vectors]"]
 
 
 class MicroBatcher:
-    """Collects texts for up to `max_wait_ms` (or `max_batch_size`) and encodes them together."""
+    """Encodes the texts that queued up while the model was busy together, up to
+    `max_batch_size`, optionally waiting `max_wait_ms` for more."""
 
-    def __init__(self, embedder: Embedder, max_batch_size: int = 32, max_wait_ms: float = 2.0):
+    def __init__(self, embedder: Embedder, max_batch_size: int = 32, max_wait_ms: float = 0.0):
         self._embedder = embedder
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
@@ -70,7 +71,11 @@ class MicroBatcher:
                     fut.set_result(vectors[row])
 
     async def _collect(self) -> list[_Pending]:
+        # Whatever queued up while the previous batch ran goes together ("natural" batching:
+        # no added latency when idle); an optional extra wait trades latency for bigger batches.
         batch = [await self._queue.get()]
+        while len(batch) < self._max_batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
         deadline = asyncio.get_running_loop().time() + self._max_wait_s
         while len(batch) < self._max_batch_size:
             remaining = deadline - asyncio.get_running_loop().time()

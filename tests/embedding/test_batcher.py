@@ -31,7 +31,7 @@ async def test_concurrent_texts_share_batches_and_keep_their_rows(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
     counting = CountingEmbedder(embedder)
-    batcher = MicroBatcher(counting, max_batch_size=16, max_wait_ms=20)
+    batcher = MicroBatcher(counting, max_batch_size=16)  # no extra wait: natural batching
     texts = [f"question number {i} about topic {i % 3}" for i in range(12)]
     vectors = await asyncio.gather(*[batcher.embed(t) for t in texts])
     await batcher.close()
