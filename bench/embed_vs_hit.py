@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from bench.canned_upstream import canned_upstream
+from bench.servers import running_proxy
 from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
 
 TOPICS = ["reset a router", "bake bread", "learn Rust", "fix a bike chain", "plant tomatoes",
@@ -66,9 +67,9 @@ def measure(client: httpx.Client, texts: list[str], variants: list[str]) -> dict
     embedder.encode(["warm-up"])
     series: dict[str, list[float]] = {name: [] for name in SERIES}
     for text, variant in tqdm(list(zip(texts, variants, strict=True)), desc="measuring"):
-        series["embed"].append(time_ms(lambda v=variant: embedder.encode([v])))
-        series["exact"].append(time_ms(lambda t=text: expect_hit(client, t, "exact")))
-        series["semantic"].append(time_ms(lambda v=variant: expect_hit(client, v, "semantic")))
+        series["embed"].append(time_ms(partial(embedder.encode, [variant])))
+        series["exact"].append(time_ms(partial(expect_hit, client, text, "exact")))
+        series["semantic"].append(time_ms(partial(expect_hit, client, variant, "semantic")))
     return series
 
 
@@ -81,50 +82,29 @@ def report(series: dict[str, list[float]], filled_by: str) -> None:
         print(f"{name:<28}{p50:>10.2f}{p99:>10.2f}{p50 / embed_p50:>18.2f}")
 
 
-def start_proxy(engine_url: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    config = {"upstream": {"url": engine_url},
-              "tenants": {"bench": {"api_keys": ["sk-bench"], "threshold": 0.9}}}  # fmt: skip
-    config_path = workdir / "proxy.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    binary = Path(sys.executable).parent / "cache-proxy"
-    command = [str(binary), "--log-level", "warning", "serve", "--config", str(config_path),
-               "--port", str(port)]  # fmt: skip
-    log = (workdir / "proxy.log").open("w")
-    return subprocess.Popen(command, stdout=log, stderr=log)
-
-
-def wait_ready(url: str, proxy: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proxy.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError("the proxy did not become ready (see its log)")
-
-
-def run(engine: str | None, n: int, port: int) -> None:
+def run(engine: str | None, n: int) -> None:
     texts = prompts(n)
     # Same meaning, different bytes: the exact tier misses, the semantic tier must answer.
     variants = [t.replace("?", "??") for t in texts]
     with tempfile.TemporaryDirectory() as tmp, canned_upstream(engine) as (engine_url, label):
-        proxy = start_proxy(engine_url, Path(tmp), port)
-        url = f"http://127.0.0.1:{port}"
+        config = {"upstream": {"url": engine_url},
+                  "tenants": {"bench": {"api_keys": ["sk-bench"], "threshold": 0.9}}}  # fmt: skip
+        config_path = Path(tmp) / "proxy.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        log_path = Path(tmp) / "proxy.log"
         try:
-            wait_ready(url, proxy)
-            headers = {"authorization": "Bearer sk-bench"}
-            with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
+            with (
+                running_proxy(log_path, ["--config", str(config_path)]) as url,
+                httpx.Client(
+                    base_url=url, timeout=120, headers={"authorization": "Bearer sk-bench"}
+                ) as client,
+            ):
                 for text in tqdm(texts, desc="filling cache"):
                     ask(client, text)
                 series = measure(client, texts, variants)
         except Exception:
-            print((Path(tmp) / "proxy.log").read_text()[-3000:], file=sys.stderr)
+            print(log_path.read_text()[-3000:], file=sys.stderr)
             raise
-        finally:
-            proxy.terminate()
-            proxy.wait(timeout=30)
     report(series, label)
 
 
@@ -134,9 +114,8 @@ def main() -> None:
     )
     parser.add_argument("--engine", help="a running OpenAI-compatible engine, e.g. vLLM")
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
-    run(args.engine, args.queries, args.port)
+    run(args.engine, args.queries)
 
 
 if __name__ == "__main__":

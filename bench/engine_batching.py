@@ -26,23 +26,21 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from engine.process import REPO, running_engine, stop_process_group
+from bench.servers import free_port, running_proxy
+from engine.process import REPO, running_engine
 
 MODEL_NAME = "tiny-llama"
-PROXY_BIN = REPO / ".venv" / "bin" / "cache-proxy"
 ENGINE_CONFIG = REPO / "engine" / "configs" / "cpu-tiny.yaml"
 # Prompts are random word sets: unlike "same template, different number", these are far
 # apart for the embedder too, so the semantic tier cannot turn a miss into a hit.
@@ -234,51 +232,6 @@ def log(message: str) -> None:
     print(f"[engine_batching] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} was ready")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
-
-
-@contextmanager
-def running_proxy(engine_url: str, log_path: Path) -> Iterator[str]:
-    """`cache-proxy serve` with no config: the local-dev default tenant, upstream = engine."""
-    port = free_port()
-    command = [str(PROXY_BIN), "--log-level", "warning", "serve", "--port", str(port)]
-    command += ["--upstream", engine_url]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(process)
-
-
 def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.engine_batching",
@@ -326,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 pin_to(all_cores - {min(all_cores)})
         if proxy_url is None:
             log("starting cache-proxy")
-            proxy_url = stack.enter_context(running_proxy(engine_url, logs / "proxy.log"))
+            # No config: the local-dev default tenant, upstream = the engine.
+            proxy_url = stack.enter_context(
+                running_proxy(logs / "proxy.log", ["--upstream", engine_url])
+            )
         phases = asyncio.run(
             measure(engine_url, proxy_url, options.requests, options.tokens, options.rounds)
         )

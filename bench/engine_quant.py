@@ -24,11 +24,11 @@ from pathlib import Path
 from bench.engine_batching import (
     Phase,
     distinct_prompts,
-    free_port,
     median_phase,
     run_concurrent,
     run_sequential,
 )
+from bench.servers import free_port
 from engine.process import REPO, running_engine
 
 VARIANTS = {
