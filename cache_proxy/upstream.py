@@ -48,7 +48,6 @@ class SseChunk:
 class RawResponse:
     status_code: int
     body: bytes
-    content_type: str
 
 
 class Upstream:
@@ -79,12 +78,12 @@ class Upstream:
         with map_httpx_errors():
             kwargs: dict[str, Any] = {"timeout": timeout_s} if timeout_s else {}
             response = await self._client.get(path, **kwargs)
-        return RawResponse(response.status_code, response.content, _content_type(response))
+        return RawResponse(response.status_code, response.content)
 
     async def post_raw(self, path: str, body: dict[str, Any]) -> RawResponse:
         with map_httpx_errors():
             response = await self._client.post(path, json=body)
-        return RawResponse(response.status_code, response.content, _content_type(response))
+        return RawResponse(response.status_code, response.content)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         raw = await self.post_raw(path, body)
@@ -174,7 +173,3 @@ def _parse_chunk(payload: str) -> dict[str, Any]:
     if "error" in chunk:
         raise UpstreamError("The engine reported an error mid-stream.")
     return chunk
-
-
-def _content_type(response: httpx.Response) -> str:
-    return str(response.headers.get("content-type", "application/json"))

@@ -38,7 +38,7 @@ class MicroBatcher:
         await self._queue.put((text, future))
         return await future
 
-    async def embed_direct(self, texts: list[str]) -> Vectors:
+    async def _encode(self, texts: list[str]) -> Vectors:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._embedder.encode, texts)
 
@@ -60,7 +60,7 @@ class MicroBatcher:
             if not live:
                 continue
             try:
-                vectors = await self.embed_direct([text for text, _ in live])
+                vectors = await self._encode([text for text, _ in live])
             except Exception as exc:  # handed to every waiter, who maps it to an error
                 for _, fut in live:
                     if not fut.done():
