@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import httpx
 
@@ -11,26 +10,9 @@ from cache_proxy.app import create_app
 from cache_proxy.config import parse_settings
 from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
 from tests.conftest import TWO_TENANTS, ProxyUnderTest, chat
+from tests.support.embedders import GatedEmbedder
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import free_port
-
-
-class GatedEmbedder:
-    """The real embedder, held back until the test opens the gate (a slow model load)."""
-
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
-        self.inner, self.gate = inner, threading.Event()
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def fits(self, text: str) -> bool:
-        return self.inner.fits(text)
-
-    def encode(self, texts):  # type: ignore[no-untyped-def]
-        self.gate.wait(timeout=30)
-        return self.inner.encode(texts)
 
 
 async def test_ready_only_when_embedder_loaded_and_upstream_answers(

@@ -6,25 +6,7 @@ import numpy as np
 
 from cache_proxy.embedding import MicroBatcher
 from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
-
-
-class CountingEmbedder:
-    """Wraps the real embedder and records batch sizes."""
-
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
-        self.inner = inner
-        self.batches: list[int] = []
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def fits(self, text: str) -> bool:
-        return self.inner.fits(text)
-
-    def encode(self, texts):  # type: ignore[no-untyped-def]
-        self.batches.append(len(texts))
-        return self.inner.encode(texts)
+from tests.support.embedders import CountingEmbedder
 
 
 async def test_concurrent_texts_share_batches_and_keep_their_rows(

@@ -1,0 +1,52 @@
+"""Wrappers around the real embedder that let a test observe or delay it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from cache_proxy.embedding.base import Vectors
+from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+
+
+class WrappedEmbedder:
+    """Delegates to the real embedder; subclasses hook `before_encode`."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def fits(self, text: str) -> bool:
+        return self.inner.fits(text)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        self.before_encode(texts)
+        return self.inner.encode(texts)
+
+    def before_encode(self, texts: Sequence[str]) -> None:
+        pass
+
+
+class CountingEmbedder(WrappedEmbedder):
+    """Records the size of every batch it encodes."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        super().__init__(inner)
+        self.batches: list[int] = []
+
+    def before_encode(self, texts: Sequence[str]) -> None:
+        self.batches.append(len(texts))
+
+
+class GatedEmbedder(WrappedEmbedder):
+    """Held back until the test opens the gate: a slow model load."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+
+    def before_encode(self, texts: Sequence[str]) -> None:
+        self.gate.wait(timeout=30)
