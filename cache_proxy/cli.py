@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--upstream", help="engine URL when running without --config")
     serve.set_defaults(func=serve_command)
+    export = commands.add_parser(
+        "export-embedder", help="export the embedder to ONNX ahead of time (e.g. in an image)"
+    )
+    export.add_argument("--config", type=Path, help="take embedding.model/onnx_dir from here")
+    export.add_argument("--out", type=Path, help="directory (default: embedding.onnx_dir or cache)")
+    export.set_defaults(func=export_embedder_command)
     _add_verify_commands(commands)
     return parser
 
@@ -64,6 +70,21 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     app = create_app(settings, config_path=args.config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def export_embedder_command(args: argparse.Namespace) -> int:
+    from cache_proxy.embedding.loader import ensure_onnx_export
+    from cache_proxy.embedding.sentence import packaged_model_path
+
+    try:
+        embedding = (load_settings(args.config) if args.config else default_settings()).embedding
+    except ConfigError as exc:
+        print(f"cache-proxy: invalid config: {exc}", file=sys.stderr)
+        return 2
+    onnx_dir = str(args.out) if args.out else embedding.onnx_dir
+    directory = ensure_onnx_export(embedding.model or packaged_model_path(), onnx_dir)
+    print(directory)
     return 0
 
 

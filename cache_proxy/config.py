@@ -46,7 +46,9 @@ class UpstreamSettings(Strict):
 
 class EmbeddingSettings(Strict):
     model: str | None = None  # None: the packaged all-MiniLM-L6-v2
-    backend: Literal["torch", "onnx"] = "torch"
+    # onnx: ONNX Runtime, same vectors (checked at export), ~2.7x faster per query here.
+    backend: Literal["torch", "onnx"] = "onnx"
+    onnx_dir: str | None = None  # None: a per-model directory under the user's cache
     max_batch_size: int = Field(default=32, gt=0)
     max_wait_ms: float = Field(default=0.0, ge=0)  # 0: batch what queued while busy
     # One thread: next to a busy engine, 2-thread OpenMP on 2 shared cores ran 30x slower

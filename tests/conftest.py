@@ -12,8 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from cache_proxy.app import create_app
-from cache_proxy.config import parse_settings
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.config import EmbeddingSettings, parse_settings
+from cache_proxy.embedding.base import Embedder
+from cache_proxy.embedding.loader import load_embedder
 from tests.support.scripted_upstream import ScriptedUpstream
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,9 +31,14 @@ TWO_TENANTS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    """The real packaged all-MiniLM-L6-v2, loaded once per test session."""
-    return SentenceTransformerEmbedder(packaged_model_path())
+def onnx_export_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("onnx") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def embedder(onnx_export_dir: str) -> Embedder:
+    """The real packaged all-MiniLM-L6-v2 on the default backend, loaded once per session."""
+    return load_embedder(EmbeddingSettings(onnx_dir=onnx_export_dir))
 
 
 @dataclass
@@ -49,7 +55,7 @@ ProxyFactory = Callable[..., AbstractAsyncContextManager[ProxyUnderTest]]
 
 
 @pytest.fixture
-def proxy_factory(embedder: SentenceTransformerEmbedder) -> ProxyFactory:
+def proxy_factory(embedder: Embedder) -> ProxyFactory:
     @asynccontextmanager
     async def make(
         config: dict[str, Any] | None = None, upstream: ScriptedUpstream | None = None

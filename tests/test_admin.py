@@ -37,8 +37,9 @@ async def test_invalidate_by_tenant_and_model(proxy: ProxyUnderTest) -> None:
     await fill(proxy, "sk-acme-1", "q1", model="a")
     await fill(proxy, "sk-acme-1", "q2", model="b")
     await fill(proxy, "sk-globex-1", "q1", model="a")
-    removed = await proxy.client.post("/admin/invalidate", headers=ADMIN,
-                                      json={"tenant": "acme", "model": "a"})
+    removed = await proxy.client.post(
+        "/admin/invalidate", headers=ADMIN, json={"tenant": "acme", "model": "a"}
+    )
     assert removed.json()["removed"] == 1
     stats = (await proxy.client.get("/admin/stats", headers=ADMIN)).json()["tenants"]
     assert stats["acme"]["entries"] == 1 and stats["globex"]["entries"] == 1
@@ -55,6 +56,7 @@ async def test_flush_empties_every_tenant(proxy: ProxyUnderTest) -> None:
     await fill(proxy, "sk-acme-1", "q1")
     await fill(proxy, "sk-globex-1", "q1")
     assert (await proxy.client.post("/admin/flush", headers=ADMIN)).json()["removed"] == 2
-    again = await proxy.client.post("/v1/chat/completions", json=chat("q1"),
-                                    headers=proxy.headers())
+    again = await proxy.client.post(
+        "/v1/chat/completions", json=chat("q1"), headers=proxy.headers()
+    )
     assert again.headers["x-cache"] == "MISS"

@@ -8,7 +8,7 @@ import httpx
 
 from cache_proxy.app import create_app
 from cache_proxy.config import parse_settings
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+from cache_proxy.embedding.base import Embedder
 from tests.conftest import TWO_TENANTS, ProxyUnderTest, chat
 from tests.support.embedders import GatedEmbedder
 from tests.support.scripted_upstream import ScriptedUpstream
@@ -16,7 +16,7 @@ from tests.support.servers import free_port
 
 
 async def test_ready_only_when_embedder_loaded_and_upstream_answers(
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
 ) -> None:
     upstream, gated = ScriptedUpstream(), GatedEmbedder(embedder)
     app = create_app(
@@ -43,7 +43,7 @@ async def test_ready_only_when_embedder_loaded_and_upstream_answers(
         assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_not_ready_when_upstream_unreachable(embedder: SentenceTransformerEmbedder) -> None:
+async def test_not_ready_when_upstream_unreachable(embedder: Embedder) -> None:
     config = {**TWO_TENANTS, "upstream": {"url": f"http://127.0.0.1:{free_port()}"}}
     app = create_app(parse_settings(config), embedder=embedder)
     async with app.router.lifespan_context(app):

@@ -28,16 +28,19 @@ def test_the_minimal_file_is_accepted_as_is(tmp_path: Path) -> None:
     assert not settings.open_access
 
 
-@pytest.mark.parametrize(("raw", "named"), [
-    ({"upstream": {"url": "x"}, "tenants": {"a": {}}}, "upstream.url"),
-    ({"tenants": {"a": {"threshold": 1.5}}}, "tenants.a.threshold"),
-    ({"tenants": {"a": {"thresold": 0.9}}}, "unknown key 'tenants.a.thresold'"),
-    ({"tenants": {}}, "tenants"),
-    ({"tenants": {"a": {}}, "cache": {"index": "ivf"}}, "cache.index"),
-    ({"tenants": {"a": {}}, "colour": "blue"}, "unknown key 'colour'"),
-    ({"tenants": {"a": {}}, "open_access": True}, "open_access"),
-    ([], "top level"),
-])
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"upstream": {"url": "x"}, "tenants": {"a": {}}}, "upstream.url"),
+        ({"tenants": {"a": {"threshold": 1.5}}}, "tenants.a.threshold"),
+        ({"tenants": {"a": {"thresold": 0.9}}}, "unknown key 'tenants.a.thresold'"),
+        ({"tenants": {}}, "tenants"),
+        ({"tenants": {"a": {}}, "cache": {"index": "ivf"}}, "cache.index"),
+        ({"tenants": {"a": {}}, "colour": "blue"}, "unknown key 'colour'"),
+        ({"tenants": {"a": {}}, "open_access": True}, "open_access"),
+        ([], "top level"),
+    ],
+)
 def test_errors_name_the_key(raw: object, named: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
         parse_settings(raw)
@@ -47,8 +50,12 @@ def test_errors_name_the_key(raw: object, named: str) -> None:
 def test_keys_and_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACME_KEY", "sk-from-env")
     monkeypatch.setenv("ADMIN_TOKEN", "t0k")
-    settings = parse_settings({"admin": {"token_env": "ADMIN_TOKEN"},
-                               "tenants": {"acme": {"api_keys_env": ["ACME_KEY", "UNSET_VAR"]}}})
+    settings = parse_settings(
+        {
+            "admin": {"token_env": "ADMIN_TOKEN"},
+            "tenants": {"acme": {"api_keys_env": ["ACME_KEY", "UNSET_VAR"]}},
+        }
+    )
     assert settings.tenants["acme"].resolved_keys() == ("sk-from-env",)
     assert settings.admin.resolved_token() == "t0k"
 

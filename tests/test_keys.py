@@ -29,10 +29,14 @@ def test_last_user_turn_is_the_query_with_only_its_ends_trimmed() -> None:
 def test_everything_but_the_last_turn_picks_the_partition() -> None:
     base = key_of(chat(("system", "be brief"), ("user", "hi")))
     assert key_of(chat(("system", "be long"), ("user", "hi"))).partition != base.partition
-    assert key_of(chat(("system", "be brief"), ("user", "hi"), temperature=0.7)).partition \
+    assert (
+        key_of(chat(("system", "be brief"), ("user", "hi"), temperature=0.7)).partition
         != base.partition
-    assert key_of(chat(("system", "be brief"), ("user", "hi"), tools=[{"t": 1}])).partition \
+    )
+    assert (
+        key_of(chat(("system", "be brief"), ("user", "hi"), tools=[{"t": 1}])).partition
         != base.partition
+    )
     assert key_of(chat(("system", "be brief"), ("user", "other"))).partition == base.partition
     delivery = chat(("system", "be brief"), ("user", "hi"), stream=True, user="u1")
     assert key_of(delivery).exact == base.exact
@@ -54,11 +58,14 @@ def test_non_user_last_turn_and_images_are_exact_only() -> None:
 def test_bypass_reasons() -> None:
     assert key_of(chat(("user", "x"), n=2)).bypass_reason == "n>1"
     assert key_of(chat(("user", "x"), logprobs=True)).bypass_reason == "logprobs"
-    assert key_of({"model": "m", "prompt": ["a", "b"]}, "completion").bypass_reason \
+    assert (
+        key_of({"model": "m", "prompt": ["a", "b"]}, "completion").bypass_reason
         == "prompt_not_text"
+    )
     assert key_of({"model": "m", "prompt": "a", "echo": True}, "completion").bypass_reason
     assert key_of(chat(("user", "x"), temperature=1.5)).bypass_reason is None
     hot = TenantSettings(max_temperature=1.0)
     body = chat(("user", "x"), temperature=1.5)
-    assert build_key("chat", body, validate_request("chat", body), hot).bypass_reason \
-        == "temperature"
+    assert (
+        build_key("chat", body, validate_request("chat", body), hot).bypass_reason == "temperature"
+    )

@@ -4,8 +4,13 @@ from cache_proxy.assemble import StreamAssembler
 from cache_proxy.replay import answer_json, answer_sse_chunks, content_pieces
 from cache_proxy.store import Answer
 
-ANSWER = Answer("chat", "m", "Hello there,  general   Kenobi!\nNice.", "stop",
-                {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9})
+ANSWER = Answer(
+    "chat",
+    "m",
+    "Hello there,  general   Kenobi!\nNice.",
+    "stop",
+    {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
+)
 
 
 def test_pieces_rejoin_to_the_exact_content() -> None:
@@ -36,8 +41,10 @@ def test_json_replay_has_fresh_ids() -> None:
 
 def test_tool_calls_assemble_and_replay() -> None:
     assembler = StreamAssembler("chat", "m")
-    deltas = [{"index": 0, "id": "call_1", "function": {"name": "get_", "arguments": '{"ci'}},
-              {"index": 0, "function": {"name": "weather", "arguments": 'ty": "Oslo"}'}}]
+    deltas = [
+        {"index": 0, "id": "call_1", "function": {"name": "get_", "arguments": '{"ci'}},
+        {"index": 0, "function": {"name": "weather", "arguments": 'ty": "Oslo"}'}},
+    ]
     for delta in deltas:
         assembler.add({"choices": [{"index": 0, "delta": {"tool_calls": [delta]}}]})
     assembler.add({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
@@ -56,6 +63,12 @@ def test_incomplete_streams_are_not_complete() -> None:
     aborted.add({"choices": [{"index": 0, "text": "x", "finish_reason": "abort"}]})
     assert not aborted.answer().complete
     two = StreamAssembler("completion", "m")
-    two.add({"choices": [{"index": 1, "text": "x", "finish_reason": "stop"},
-                         {"index": 0, "text": "y", "finish_reason": "stop"}]})
+    two.add(
+        {
+            "choices": [
+                {"index": 1, "text": "x", "finish_reason": "stop"},
+                {"index": 0, "text": "y", "finish_reason": "stop"},
+            ]
+        }
+    )
     assert not two.answer().complete

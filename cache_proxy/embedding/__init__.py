@@ -2,6 +2,7 @@
 
 from cache_proxy.embedding.base import Embedder
 from cache_proxy.embedding.batcher import MicroBatcher
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, load_embedder
+from cache_proxy.embedding.loader import load_embedder
+from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
 
 __all__ = ["Embedder", "MicroBatcher", "SentenceTransformerEmbedder", "load_embedder"]

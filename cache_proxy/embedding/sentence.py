@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from cache_proxy.config import EmbeddingSettings
 from cache_proxy.embedding.base import Vectors
 
 
@@ -20,16 +17,14 @@ def packaged_model_path() -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(
-        self, model_path: str, backend: Literal["torch", "onnx"] = "torch", threads: int = 1
-    ) -> None:
+    def __init__(self, model_path: str, threads: int = 1) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
 
-        self._model = SentenceTransformer(model_path, backend=backend, device="cpu")
+        self._model = SentenceTransformer(model_path, device="cpu")
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
             raise ValueError(f"{model_path}: the model does not report an embedding dimension")
@@ -55,10 +50,3 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def load_embedder(settings: EmbeddingSettings) -> SentenceTransformerEmbedder:
-    path = settings.model or packaged_model_path()
-    if settings.model and not Path(path).exists():
-        raise FileNotFoundError(f"embedding.model: no model at {path}")
-    return SentenceTransformerEmbedder(path, settings.backend, settings.threads)

@@ -5,12 +5,12 @@ import asyncio
 import numpy as np
 
 from cache_proxy.embedding import MicroBatcher
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+from cache_proxy.embedding.base import Embedder
 from tests.support.embedders import CountingEmbedder
 
 
 async def test_concurrent_texts_share_batches_and_keep_their_rows(
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
 ) -> None:
     counting = CountingEmbedder(embedder)
     batcher = MicroBatcher(counting, max_batch_size=16)  # no extra wait: natural batching
@@ -25,7 +25,7 @@ async def test_concurrent_texts_share_batches_and_keep_their_rows(
 
 
 async def test_embedding_does_not_block_the_event_loop(
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
 ) -> None:
     batcher = MicroBatcher(embedder, max_batch_size=64, max_wait_ms=1)
     ticks = 0

@@ -59,9 +59,7 @@ def value_args(values: Iterable[Path | str] = (), sets: Iterable[str] = ()) -> l
     return args
 
 
-def template_text(
-    values: Iterable[Path | str] = (), sets: Iterable[str] = (), *extra: str
-) -> str:
+def template_text(values: Iterable[Path | str] = (), sets: Iterable[str] = (), *extra: str) -> str:
     args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     return helm(*args, *value_args(values, sets), *extra).stdout
 

@@ -25,7 +25,10 @@ EXAMPLE_ENGINE_CONFIG = {"gpu-l4-awq.yaml": "gpu-awq.yaml", "gpu-h100-tp2.yaml":
 def engine_cli(config: Path, output_format: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "engine.config", "--config", str(config), "--format", output_format],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

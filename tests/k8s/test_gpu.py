@@ -67,9 +67,16 @@ def test_default_values_request_one_gpu_without_pinning_a_product() -> None:
 
 
 def test_gpu_product_merges_with_a_user_node_selector() -> None:
-    spec = pod_spec(engine_deployment(render(sets=[
-        "engine.gpu.product=NVIDIA-A100-SXM4-80GB", "engine.nodeSelector.pool=llm",
-    ])))
+    spec = pod_spec(
+        engine_deployment(
+            render(
+                sets=[
+                    "engine.gpu.product=NVIDIA-A100-SXM4-80GB",
+                    "engine.nodeSelector.pool=llm",
+                ]
+            )
+        )
+    )
     product = "NVIDIA-A100-SXM4-80GB"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": product, "pool": "llm"}
 
@@ -93,18 +100,25 @@ def test_model_storage_volume(storage: str, expected: str) -> None:
 
 
 def test_existing_claim_is_used_and_not_created() -> None:
-    docs = render(sets=["engine.modelStorage.type=pvc",
-                        "engine.modelStorage.pvc.existingClaim=weights"])
+    docs = render(
+        sets=["engine.modelStorage.type=pvc", "engine.modelStorage.pvc.existingClaim=weights"]
+    )
     models = next(v for v in pod_spec(engine_deployment(docs))["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"]["claimName"] == "weights"
     assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
 
 
 def test_init_container_fills_the_model_volume_first() -> None:
-    spec = pod_spec(engine_deployment(render(sets=[
-        "engine.modelStorage.initCopy.enabled=true",
-        "engine.modelStorage.initCopy.command={sh,-c,cp -r /src/. /models/}",
-    ])))
+    spec = pod_spec(
+        engine_deployment(
+            render(
+                sets=[
+                    "engine.modelStorage.initCopy.enabled=true",
+                    "engine.modelStorage.initCopy.command={sh,-c,cp -r /src/. /models/}",
+                ]
+            )
+        )
+    )
     (init,) = spec["initContainers"]
     assert init["command"] == ["sh", "-c", "cp -r /src/. /models/"]
     assert {"name": "models", "mountPath": "/models"} in init["volumeMounts"]

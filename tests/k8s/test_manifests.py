@@ -29,7 +29,6 @@ def test_no_stray_manifests() -> None:
     assert files == set(CASES), REGENERATE
 
 
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_no_trailing_whitespace(name: str) -> None:
     """Template whitespace control is right: no blank-but-indented lines left by includes."""

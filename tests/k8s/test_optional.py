@@ -57,10 +57,16 @@ def test_service_account_can_be_external() -> None:
 
 
 def test_ingress_routes_to_the_proxy_service_with_streaming_timeouts() -> None:
-    docs = render(sets=["ingress.enabled=true", "ingress.hosts[0].host=llm.corp",
-                        "ingress.hosts[0].paths[0].path=/",
-                        "ingress.hosts[0].paths[0].pathType=Prefix",
-                        "ingress.tls[0].secretName=llm-tls", "ingress.tls[0].hosts[0]=llm.corp"])
+    docs = render(
+        sets=[
+            "ingress.enabled=true",
+            "ingress.hosts[0].host=llm.corp",
+            "ingress.hosts[0].paths[0].path=/",
+            "ingress.hosts[0].paths[0].pathType=Prefix",
+            "ingress.tls[0].secretName=llm-tls",
+            "ingress.tls[0].hosts[0]=llm.corp",
+        ]
+    )
     (ingress,) = of_kind(docs, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["llm.corp"], "secretName": "llm-tls"}]
@@ -71,8 +77,9 @@ def test_ingress_routes_to_the_proxy_service_with_streaming_timeouts() -> None:
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
 
 
-@pytest.mark.parametrize(("sets", "target"), [((), FULLNAME), (STANDALONE, ENGINE)],
-                         ids=["sidecar", "standalone"])
+@pytest.mark.parametrize(
+    ("sets", "target"), [((), FULLNAME), (STANDALONE, ENGINE)], ids=["sidecar", "standalone"]
+)
 def test_hpa_scales_the_engine_deployment(sets: tuple[str, ...], target: str) -> None:
     docs = render(sets=[*sets, "autoscaling.enabled=true"])
     (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
@@ -82,8 +89,13 @@ def test_hpa_scales_the_engine_deployment(sets: tuple[str, ...], target: str) ->
 
 
 def test_hpa_custom_metric_from_prometheus_adapter() -> None:
-    docs = render(sets=["autoscaling.enabled=true", "autoscaling.customMetric.enabled=true",
-                        "autoscaling.targetCPUUtilizationPercentage=null"])
+    docs = render(
+        sets=[
+            "autoscaling.enabled=true",
+            "autoscaling.customMetric.enabled=true",
+            "autoscaling.targetCPUUtilizationPercentage=null",
+        ]
+    )
     (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods"
@@ -108,8 +120,11 @@ def test_network_policy_keeps_the_engine_behind_the_proxy() -> None:
 
 
 def test_helm_test_pod_checks_healthz_and_models_through_the_service() -> None:
-    (pod,) = [d for d in of_kind(render(), "Pod")
-              if d["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    (pod,) = [
+        d
+        for d in of_kind(render(), "Pod")
+        if d["metadata"]["annotations"].get("helm.sh/hook") == "test"
+    ]
     script = pod["spec"]["containers"][0]["args"][0]
     base = f"http://{FULLNAME}:80"
     assert f'base="{base}"' in script
@@ -122,9 +137,12 @@ def test_helm_test_pod_checks_healthz_and_models_through_the_service() -> None:
 # ---------------------------------------------------------------- Grafana dashboard --------
 
 DOCUMENTED_METRICS = {
-    "cache_proxy_requests_total", "cache_proxy_request_seconds_bucket",
-    "cache_proxy_embed_seconds_bucket", "cache_proxy_search_seconds_bucket",
-    "cache_proxy_entries", "cache_proxy_cached_completion_tokens_total",
+    "cache_proxy_requests_total",
+    "cache_proxy_request_seconds_bucket",
+    "cache_proxy_embed_seconds_bucket",
+    "cache_proxy_search_seconds_bucket",
+    "cache_proxy_entries",
+    "cache_proxy_cached_completion_tokens_total",
     "cache_proxy_upstream_errors_total",
 }
 

@@ -63,8 +63,11 @@ def test_tenant_thresholds_reach_the_config(example: Path) -> None:
 
 
 def test_set_tenant_threshold_on_the_command_line() -> None:
-    config = proxy_config(render(sets=["json:tenants.acme.threshold=0.97",
-                                       "tenants.acme.apiKeysFromSecret={acme-key}"]))
+    config = proxy_config(
+        render(
+            sets=["json:tenants.acme.threshold=0.97", "tenants.acme.apiKeysFromSecret={acme-key}"]
+        )
+    )
     assert config["tenants"]["acme"]["threshold"] == 0.97
     assert config["tenants"]["acme"]["api_keys_env"] == ["TENANT_ACME_API_KEY_0"]
     assert config["tenants"]["default"]["threshold"] == 0.92
@@ -109,8 +112,13 @@ def test_no_clear_text_secret_in_the_default_render() -> None:
 
 
 def test_secret_is_created_only_when_asked() -> None:
-    docs = render(sets=["secrets.create=true", "secrets.data.admin-token=t0k3n",
-                        "secrets.data.default-api-key=sk-dev"])
+    docs = render(
+        sets=[
+            "secrets.create=true",
+            "secrets.data.admin-token=t0k3n",
+            "secrets.data.default-api-key=sk-dev",
+        ]
+    )
     (secret,) = of_kind(docs, "Secret")
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert decoded == {"admin-token": "t0k3n", "default-api-key": "sk-dev"}
@@ -127,12 +135,17 @@ def test_engine_api_key_is_shared_through_the_secret() -> None:
 
 # ------------------------------------------------------------------ checksum/config --------
 
+
 def test_tenant_edits_do_not_roll_the_pods() -> None:
     """Thresholds and verify policies hot-reload: the ConfigMap changes, the pod template not."""
     before = render()
-    after = render(sets=["json:tenants.default.threshold=0.8",
-                         "json:tenants.default.max_temperature=0.5",
-                         "tenants.default.verify.guards.entities=true"])
+    after = render(
+        sets=[
+            "json:tenants.default.threshold=0.8",
+            "json:tenants.default.max_temperature=0.5",
+            "tenants.default.verify.guards.entities=true",
+        ]
+    )
     assert proxy_config(after)["tenants"] != proxy_config(before)["tenants"]
     assert front_pod_annotations(after)[CHECKSUM] == front_pod_annotations(before)[CHECKSUM]
     assert named(after, "Deployment", FULLNAME) == named(before, "Deployment", FULLNAME)
@@ -142,16 +155,17 @@ def test_tenant_edits_do_not_roll_the_pods() -> None:
     "change",
     [
         "proxy.config.cache.max_entries=5",
-        "proxy.config.embedding.backend=onnx",
+        "proxy.config.embedding.backend=torch",
         "proxy.config.server.max_body_bytes=10",
         "proxy.config.upstream.read_timeout_s=30",
         "engine.config.port=8001",  # moves upstream.url
     ],
 )
 def test_restart_requiring_sections_roll_the_pods(change: str) -> None:
-    assert front_pod_annotations(render(sets=[change]))[CHECKSUM] != front_pod_annotations(
-        render()
-    )[CHECKSUM]
+    assert (
+        front_pod_annotations(render(sets=[change]))[CHECKSUM]
+        != front_pod_annotations(render())[CHECKSUM]
+    )
 
 
 def test_checksum_covers_exactly_the_non_tenant_config() -> None:

@@ -17,7 +17,7 @@ BAD_VALUES = {
     "unknown engine.config key (typo)": ["engine.config.max_model_length=4096"],
     "unknown engine key": ["engine.gpus=2"],
     "unknown proxy.config section": ["proxy.config.tenants.x.threshold=1"],
-    "unknown tenant key (typo)": ['json:tenants.default.treshold=0.9'],
+    "unknown tenant key (typo)": ["json:tenants.default.treshold=0.9"],
     "wrong type: replicas": ["engine.replicas=many"],
     "wrong type: max_model_len": ["engine.config.max_model_len=long"],
     "wrong type: prefix caching": ["engine.config.enable_prefix_caching=maybe"],
@@ -51,8 +51,8 @@ def test_schema_rejects(sets: list[str]) -> None:
 GOOD_VALUES = {
     "float threshold via --set-json": ["json:tenants.default.threshold=0.97"],
     "integer threshold": ["tenants.default.threshold=1"],
-    "new tenant": ["json:tenants.acme={\"threshold\": 0.9, \"apiKeysFromSecret\": [\"acme\"]}"],
-    "drop the default tenant": ["json:tenants.acme={\"threshold\": 0.9}", "tenants.default=null"],
+    "new tenant": ['json:tenants.acme={"threshold": 0.9, "apiKeysFromSecret": ["acme"]}'],
+    "drop the default tenant": ['json:tenants.acme={"threshold": 0.9}', "tenants.default=null"],
     "batched tokens": ["engine.config.max_num_batched_tokens=8192"],
     "cpu device": ["engine.config.device=cpu", "engine.gpu.count=0"],
 }
@@ -68,8 +68,18 @@ def test_schema_is_closed_at_the_top_and_in_the_main_objects() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
     props = schema["properties"]
-    for path in ("engine", "engine.config", "engine.gpu", "engine.modelStorage", "proxy",
-                 "proxy.config", "secrets", "ingress", "autoscaling", "service"):
+    for path in (
+        "engine",
+        "engine.config",
+        "engine.gpu",
+        "engine.modelStorage",
+        "proxy",
+        "proxy.config",
+        "secrets",
+        "ingress",
+        "autoscaling",
+        "service",
+    ):
         node = schema
         for part in path.split("."):
             node = node["properties"][part] if node is not schema else props[part]
@@ -84,8 +94,10 @@ def test_proxy_sections_match_the_proxy_settings_models() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
     sections = schema["proxy"]["properties"]["config"]["properties"]
     models = {
-        "server": config.ServerSettings, "upstream": config.UpstreamSettings,
-        "embedding": config.EmbeddingSettings, "cache": config.CacheSettings,
+        "server": config.ServerSettings,
+        "upstream": config.UpstreamSettings,
+        "embedding": config.EmbeddingSettings,
+        "cache": config.CacheSettings,
         "admin": config.AdminSettings,
     }
     assert set(sections) == set(models)

@@ -31,7 +31,9 @@ def test_install_helm_is_idempotent() -> None:
         pytest.skip("helm does not come from build/tools (installed another way)")
     result = subprocess.run(
         ["bash", str(REPO / "k8s" / "tools" / "install-helm.sh"), str(binary.parent)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "helm already installed: v4." in result.stdout

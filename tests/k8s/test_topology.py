@@ -60,8 +60,9 @@ def test_standalone_puts_the_proxy_in_front_of_an_engine_service() -> None:
 
 
 def test_standalone_rejects_a_loopback_engine() -> None:
-    result = helm("template", "x", "k8s/chart", *value_args(sets=["topology=standalone"]),
-                  check=False)
+    result = helm(
+        "template", "x", "k8s/chart", *value_args(sets=["topology=standalone"]), check=False
+    )
     assert result.returncode != 0
     assert "must not be loopback" in result.stderr
 
@@ -118,5 +119,8 @@ def test_proxy_args_parse_with_the_proxy_cli() -> None:
     assert proxy["command"] == ["cache-proxy"]
     parsed = cli.build_parser().parse_args(proxy["args"])
     assert (parsed.command, str(parsed.config), parsed.host, parsed.port) == (
-        "serve", "/etc/cache-proxy/config.yaml", "0.0.0.0", 8080
+        "serve",
+        "/etc/cache-proxy/config.yaml",
+        "0.0.0.0",
+        8080,
     )

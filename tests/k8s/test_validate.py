@@ -75,7 +75,9 @@ def test_cli_strict_on_default_render(tmp_path: Path) -> None:
     cli = Path(sys.executable).with_name("kubernetes-validate")
     result = subprocess.run(
         [str(cli), "--strict", "-k", K8S_VERSIONS[-1], str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(" passed for resource ") == count, result.stdout
@@ -84,7 +86,9 @@ def test_cli_strict_on_default_render(tmp_path: Path) -> None:
 def test_validation_can_fail() -> None:
     """The strict schema rejects a field a Deployment does not have (the check is not a no-op)."""
     doc = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
         "spec": {"selector": {}, "template": {"spec": {"containers": [], "gpus": 1}}},
     }
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -92,6 +96,7 @@ def test_validation_can_fail() -> None:
 
 
 # ---------------------------------------------------------------- ServiceMonitor (CRD) ----------
+
 
 def k8s_definition_validator(name: str) -> jsonschema.Draft202012Validator:
     schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
@@ -148,11 +153,14 @@ def test_servicemonitor_structure(topology_sets: tuple[str, ...]) -> None:
         monitor["metadata"]
     )
     selector = monitor["spec"]["selector"]
-    k8s_definition_validator("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector").validate(selector)
+    k8s_definition_validator("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector").validate(
+        selector
+    )
     # It must select the proxy Service, and every endpoint port must be a named port there.
     wanted = selector["matchLabels"]
-    services = [s for s in of_kind(docs, "Service")
-                if wanted.items() <= s["metadata"]["labels"].items()]
+    services = [
+        s for s in of_kind(docs, "Service") if wanted.items() <= s["metadata"]["labels"].items()
+    ]
     assert named(docs, "Service", monitor["metadata"]["name"]) in services
     for endpoint in monitor["spec"]["endpoints"]:
         for service in services:

@@ -45,8 +45,12 @@ def test_vllm_parser_accepts_the_rendered_args() -> None:
         assert engine["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
         rendered.append(engine["args"])
     result = subprocess.run(
-        [str(ENGINE_PYTHON), "-c", PARSE], input=json.dumps(rendered),
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [str(ENGINE_PYTHON), "-c", PARSE],
+        input=json.dumps(rendered),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     parsed = json.loads(result.stdout)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from cache_proxy.embedding.base import Vectors
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+from cache_proxy.embedding.base import Embedder, Vectors
 
 
 class WrappedEmbedder:
     """Delegates to the real embedder; subclasses hook `before_encode`."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
 
     @property
@@ -33,7 +32,7 @@ class WrappedEmbedder:
 class CountingEmbedder(WrappedEmbedder):
     """Records the size of every batch it encodes."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         super().__init__(inner)
         self.batches: list[int] = []
 
@@ -44,7 +43,7 @@ class CountingEmbedder(WrappedEmbedder):
 class GatedEmbedder(WrappedEmbedder):
     """Held back until the test opens the gate: a slow model load."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         super().__init__(inner)
         self.gate = threading.Event()
 
