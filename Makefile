@@ -46,6 +46,7 @@ run: venv engine model
 
 test: venv engine model quant helm
 	$(VENV)/bin/ruff check cache_proxy engine tests bench
+	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
