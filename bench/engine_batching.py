@@ -8,6 +8,8 @@ on free ports. In one run it measures, with equal-length answers (ignore_eos, ma
   direct sequential   N requests one after another straight to vLLM
   direct concurrent   N requests at once straight to vLLM
   proxy concurrent    N requests at once through the proxy (all cache misses)
+  proxy speculative   the same for a tenant with `speculative_miss: true` (the engine starts
+                      while the proxy embeds and searches); only when the bench starts the proxy
   forward-only        the same with Cache-Control: no-cache, no-store (diagnostic: the proxy
                       skips lookup and store, so no embedding; isolates HTTP forwarding cost)
   direct streamed     direct concurrent with stream=true (diagnostic: on a miss the proxy
@@ -71,6 +73,19 @@ def distinct_prompts(count: int) -> list[str]:
     return [f"Tell me about {' and '.join(rng.sample(WORDS, 6))}." for _ in range(count)]
 
 
+PLAIN_KEY, SPECULATIVE_KEY = "sk-bench", "sk-bench-speculative"
+SPECULATIVE = {"Authorization": f"Bearer {SPECULATIVE_KEY}"}
+
+
+def proxy_config(engine_url: str) -> str:
+    """Two tenants with the default policy; one of them speculates on misses."""
+    tenants = {
+        "bench": {"api_keys": [PLAIN_KEY]},
+        "bench-speculative": {"api_keys": [SPECULATIVE_KEY], "speculative_miss": True},
+    }
+    return json.dumps({"upstream": {"url": engine_url}, "tenants": tenants})
+
+
 # Diagnostic: the proxy neither looks up nor stores (no embedding), leaving only its HTTP
 # forwarding; compared with the full proxy it shows what the embedder costs.
 FORWARD_ONLY = {"Cache-Control": "no-cache, no-store"}
@@ -108,7 +123,7 @@ async def complete(
     """One chat completion of exactly `tokens` tokens; returns the completion token count."""
     url = f"{base_url}/v1/chat/completions"
     body = request_body(prompt, tokens, stream)
-    headers = {"Authorization": "Bearer sk-bench", **headers}
+    headers = {"Authorization": f"Bearer {PLAIN_KEY}", **headers}
     if not stream:
         response = await client.post(url, headers=headers, json=body)
         response.raise_for_status()
@@ -165,30 +180,31 @@ def median_phase(name: str, phases: list[Phase]) -> Phase:
 
 
 async def measure(
-    engine_url: str, proxy_url: str, requests: int, tokens: int, rounds: int
+    engine_url: str, proxy_url: str, requests: int, tokens: int, rounds: int, speculative: bool
 ) -> list[Phase]:
     log("warm-up (2 concurrent requests direct and through the proxy)")
     await run_concurrent(engine_url, "warm-up", distinct_prompts(2), tokens)
     await run_concurrent(proxy_url, "warm-up", distinct_prompts(2), tokens)
     embed_before = proxy_embed_seconds(proxy_url)
-    direct, proxied, forwarded, streamed = [], [], [], []
+    phases: dict[str, list[Phase]] = {"direct": [], "proxy": [], "spec": [], "fwd": [], "sse": []}
+    variants: list[tuple[str, str, dict[str, str], bool]] = [
+        ("direct", engine_url, {}, False),
+        ("proxy", proxy_url, {}, False),
+        ("spec", proxy_url, SPECULATIVE, False),
+        ("fwd", proxy_url, FORWARD_ONLY, False),
+        ("sse", engine_url, {}, True),
+    ]
     for round_number in range(1, rounds + 1):
-        # Interleaved, so a burst of load from other jobs hits all three alike.
-        direct.append(
-            await run_concurrent(engine_url, "direct", distinct_prompts(requests), tokens)
+        # Interleaved, so a burst of load from other jobs hits every variant alike.
+        for name, url, headers, stream in variants:
+            if name == "spec" and not speculative:
+                continue
+            prompts = distinct_prompts(requests)
+            phases[name].append(await run_concurrent(url, name, prompts, tokens, headers, stream))
+        rates = ", ".join(
+            f"{name} {runs[-1].tokens_per_s:.0f}" for name, runs in phases.items() if runs
         )
-        proxied.append(await run_concurrent(proxy_url, "proxy", distinct_prompts(requests), tokens))
-        forwarded.append(
-            await run_concurrent(proxy_url, "fwd", distinct_prompts(requests), tokens, FORWARD_ONLY)
-        )
-        streamed.append(
-            await run_concurrent(engine_url, "sse", distinct_prompts(requests), tokens, stream=True)
-        )
-        log(
-            f"round {round_number}/{rounds} tok/s: direct {direct[-1].tokens_per_s:.0f}, "
-            f"proxy {proxied[-1].tokens_per_s:.0f}, forward-only {forwarded[-1].tokens_per_s:.0f}, "
-            f"direct streamed {streamed[-1].tokens_per_s:.0f}"
-        )
+        log(f"round {round_number}/{rounds} tok/s: {rates}")
     embed_after = proxy_embed_seconds(proxy_url)
     embeds = embed_after[1] - embed_before[1]
     if embeds:
@@ -196,17 +212,18 @@ async def measure(
         log(f"proxy: {mean_ms:.0f} ms mean query embedding time (incl. batching wait) per miss")
     log(f"direct sequential: {requests} requests one by one")
     sequential = await run_sequential(engine_url, "sequential", distinct_prompts(requests), tokens)
-    return [
-        median_phase(f"direct sequential x{requests}", [sequential]),
-        median_phase(f"direct concurrent x{requests}", direct),
-        median_phase(f"proxy concurrent x{requests}", proxied),
-        median_phase("  forward-only (diag.)", forwarded),
-        median_phase("  direct streamed (diag.)", streamed),
-    ]
+    labels = {
+        "direct": f"direct concurrent x{requests}",
+        "proxy": f"proxy concurrent x{requests}",
+        "spec": "proxy speculative",
+        "fwd": "  forward-only (diag.)",
+        "sse": "  direct streamed (diag.)",
+    }
+    measured = [median_phase(labels[name], runs) for name, runs in phases.items() if runs]
+    return [median_phase(f"direct sequential x{requests}", [sequential]), *measured]
 
 
 def report(phases: list[Phase], tokens: int) -> None:
-    sequential, direct, proxied, forwarded, streamed = phases
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} (other jobs skew results)")
     print(f"\n{'phase':<26}{'seconds':>9}{'tokens':>8}{'tokens/s':>10}   ({tokens}-token answers)")
@@ -215,17 +232,27 @@ def report(phases: list[Phase], tokens: int) -> None:
             f"{phase.name:<26}{phase.seconds:>9.2f}{phase.completion_tokens:>8d}"
             f"{phase.tokens_per_s:>10.1f}"
         )
+    by_name = {phase.name.strip().split(" x")[0]: phase for phase in phases}
+    sequential, direct = by_name["direct sequential"], by_name["direct concurrent"]
+    proxied = by_name["proxy concurrent"]
 
-    def rate(a: Phase, b: Phase) -> float:
-        return a.tokens_per_s / b.tokens_per_s
+    def ratio(label: str, a: Phase, b: Phase, note: str = "") -> None:
+        print(f"{label:<38}{a.tokens_per_s / b.tokens_per_s:.3f}{note}")
 
-    print(f"\nproxy / direct (concurrent):          {rate(proxied, direct):.3f}  (target >= 0.95)")
-    print(f"  forward-only / direct (diagnostic):  {rate(forwarded, direct):.3f}")
-    # The proxy asks vLLM for a stream on every miss; this is what that alone costs vLLM.
-    print(f"  direct streamed / direct (diag.):    {rate(streamed, direct):.3f}")
-    print(f"concurrent / sequential (direct):     {rate(direct, sequential):.2f}x")
+    print()
+    ratio("proxy / direct (concurrent):", proxied, direct, "  (target >= 0.95)")
+    if "proxy speculative" in by_name:
+        ratio(
+            "proxy speculative / direct:",
+            by_name["proxy speculative"],
+            direct,
+            "  (target >= 0.95)",
+        )
+    ratio("  forward-only / direct (diagnostic):", by_name["forward-only (diag.)"], direct)
+    ratio("  direct streamed / direct (diag.):", by_name["direct streamed (diag.)"], direct)
+    ratio("concurrent / sequential (direct):", direct, sequential, "x")
     # Batching survives the proxy if this stays far above 1 (a serialising proxy gives ~1).
-    print(f"proxy concurrent / direct sequential: {rate(proxied, sequential):.2f}x")
+    ratio("proxy concurrent / direct sequential:", proxied, sequential, "x")
 
 
 def log(message: str) -> None:
@@ -277,14 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             if split:
                 pin_to(all_cores - {min(all_cores)})
+        speculative = proxy_url is None
         if proxy_url is None:
             log("starting cache-proxy")
-            # No config: the local-dev default tenant, upstream = the engine.
+            config = logs / "proxy.yaml"
+            config.write_text(proxy_config(engine_url))  # JSON is YAML
             proxy_url = stack.enter_context(
-                running_proxy(logs / "proxy.log", ["--upstream", engine_url])
+                running_proxy(logs / "proxy.log", ["--config", str(config)])
             )
         phases = asyncio.run(
-            measure(engine_url, proxy_url, options.requests, options.tokens, options.rounds)
+            measure(
+                engine_url, proxy_url, options.requests, options.tokens, options.rounds, speculative
+            )
         )
     report(phases, options.tokens)
     return 0

@@ -76,6 +76,10 @@ class TenantSettings(Strict):
     threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     max_temperature: float | None = Field(default=None, ge=0.0)
     verify: VerifyPolicy = VerifyPolicy()
+    # Send a request that missed the exact tier to the engine while the semantic lookup runs,
+    # and abort it on a semantic hit: a miss no longer waits for the embedding, but every
+    # semantic hit costs the engine the start of a request (prefill). For low hit rates.
+    speculative_miss: bool = False
 
     def resolved_keys(self) -> tuple[str, ...]:
         from_env = (os.environ.get(name, "") for name in self.api_keys_env)

@@ -68,6 +68,12 @@ class Metrics:
             ["tenant", "reason"],
             registry=r,
         )
+        self.speculative_aborts = Counter(
+            "cache_proxy_speculative_aborts",
+            "Engine requests started speculatively and aborted by a semantic hit",
+            ["tenant"],
+            registry=r,
+        )
 
         # Plain per-tenant tallies for /admin/stats (Prometheus counters are write-only).
         self.tallies: defaultdict[str, Tally[str]] = defaultdict(Tally)

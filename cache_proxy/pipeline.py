@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,21 @@ class Lookup:
     match: str = ""
     similarity: float = 0.0
     vector: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A subscription to the in-flight engine call for one exact request."""
+
+    key: tuple[str, str, bool]
+    flight: Flight
+    leader: bool
+
+
+def _known(vector: Vector | None) -> asyncio.Future[Vector | None]:
+    future: asyncio.Future[Vector | None] = asyncio.get_running_loop().create_future()
+    future.set_result(vector)
+    return future
 
 
 @dataclass(frozen=True)
@@ -139,21 +155,40 @@ class Pipeline:
     async def _answer(self, call: Call) -> tuple[Response, str]:
         if call.key.bypass_reason is not None:
             return await self._bypass(call), "bypass"
-        found = Lookup(None)
-        if call.control.lookup:
-            found = await self._lookup(call)
-            if found.entry is not None:
-                return self._serve_hit(call, found), f"hit_{found.match}"
-        return await self._miss(call, found.vector), "miss"
+        if not call.control.lookup:
+            return await self._miss(call, self._join(call, _known(None))), "miss"
+        entry = self.store.tenant(call.tenant.name).get_exact(call.key.exact)
+        if entry is not None:
+            return self._serve_hit(call, Lookup(entry, "exact", 1.0)), "hit_exact"
+        if not self._semantic(call):
+            return await self._miss(call, self._join(call, _known(None))), "miss"
+        if call.tenant.policy.speculative_miss:
+            return await self._speculate(call)
+        found = await self._semantic_lookup(call)
+        if found.entry is not None:
+            return self._serve_hit(call, found), "hit_semantic"
+        return await self._miss(call, self._join(call, _known(found.vector))), "miss"
+
+    async def _speculate(self, call: Call) -> tuple[Response, str]:
+        """The engine starts on the request while the semantic lookup runs; a hit aborts it."""
+        vector: asyncio.Future[Vector | None] = asyncio.get_running_loop().create_future()
+        joined = self._join(call, vector)
+        try:
+            found = await self._semantic_lookup(call)
+        except BaseException:
+            vector.set_result(None)  # an identical request that joined the flight still stores
+            self._leave(joined)
+            raise
+        vector.set_result(found.vector)
+        if found.entry is None:
+            return await self._miss(call, joined), "miss"
+        self._leave(joined)  # the last subscriber leaving cancels the engine request
+        self.metrics.speculative_aborts.labels(call.tenant.name).inc()
+        return self._serve_hit(call, found), "hit_semantic"
 
     # ---- lookup -------------------------------------------------------------------------
-    async def _lookup(self, call: Call) -> Lookup:
+    async def _semantic_lookup(self, call: Call) -> Lookup:
         cache = self.store.tenant(call.tenant.name)
-        entry = cache.get_exact(call.key.exact)
-        if entry is not None:
-            return Lookup(entry, "exact", 1.0)
-        if not self._semantic(call):
-            return Lookup(None)
         vector = await self._embed(call.key.query_text)
         started = time.perf_counter()
         hits = cache.search(call.key.partition, vector, self.top_k)
@@ -201,24 +236,32 @@ class Pipeline:
         return responses.json_answer(answer, headers)
 
     # ---- miss ---------------------------------------------------------------------------
-    async def _miss(self, call: Call, vector: Vector | None) -> Response:
-        flight_key = (call.tenant.name, call.key.exact, call.control.store)
+    def _join(self, call: Call, vector: Awaitable[Vector | None]) -> Joined:
+        """Subscribe to the engine call for this exact request, starting it if none runs."""
+        key = (call.tenant.name, call.key.exact, call.control.store)
         generation = self.store.tenant(call.tenant.name).generation
 
         async def run(flight: Flight) -> None:
             await self._fetch_and_store(call, flight, vector, generation)
 
-        flight, leader = self.coalescer.join(flight_key, run, streaming=call.request.stream)
+        flight, leader = self.coalescer.join(key, run, streaming=call.request.stream)
+        return Joined(key, flight, leader)
+
+    def _leave(self, joined: Joined) -> None:
+        self.coalescer.leave(joined.key, joined.flight)
+
+    async def _miss(self, call: Call, joined: Joined) -> Response:
+        flight, leader = joined.flight, joined.leader
         headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
         relay = call.request.stream and flight.streaming
         try:
             await flight.wait_started()
             answer = None if relay else await flight.result()
         except BaseException:
-            self.coalescer.leave(flight_key, flight)
+            self._leave(joined)
             raise
         if answer is not None:
-            self.coalescer.leave(flight_key, flight)
+            self._leave(joined)
             if call.request.stream:  # joined a JSON flight: replay its answer as SSE
                 return responses.sse_answer(answer, call.include_usage, headers)
             return responses.json_answer(answer, headers)
@@ -228,11 +271,11 @@ class Pipeline:
             call.include_usage,
             response_id,
             headers,
-            on_close=lambda: self.coalescer.leave(flight_key, flight),
+            on_close=lambda: self._leave(joined),
         )
 
     async def _fetch_and_store(
-        self, call: Call, flight: Flight, vector: Vector | None, generation: int
+        self, call: Call, flight: Flight, vector: Awaitable[Vector | None], generation: int
     ) -> None:
         # The leader's form decides the upstream form: streaming costs the engine and the proxy
         # per-token work that a JSON client would not see anyway.
@@ -241,7 +284,7 @@ class Pipeline:
         else:
             answer = await self._fetch_json(call, flight)
         if answer.complete and call.control.store:
-            await self._store(call, answer, vector, generation)
+            await self._store(call, answer, await vector, generation)
         flight.finish(answer)
 
     async def _fetch_stream(self, call: Call, flight: Flight) -> Answer:

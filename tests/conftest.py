@@ -58,14 +58,17 @@ ProxyFactory = Callable[..., AbstractAsyncContextManager[ProxyUnderTest]]
 def proxy_factory(embedder: Embedder) -> ProxyFactory:
     @asynccontextmanager
     async def make(
-        config: dict[str, Any] | None = None, upstream: ScriptedUpstream | None = None
+        config: dict[str, Any] | None = None,
+        upstream: ScriptedUpstream | None = None,
+        wrap_embedder: Callable[[Embedder], Embedder] | None = None,
     ) -> AsyncIterator[ProxyUnderTest]:
         """In-process proxy; with `upstream` given, over real HTTP to that live upstream."""
         live = upstream is not None
         upstream = upstream or ScriptedUpstream()
         transport = None if live else httpx.ASGITransport(app=upstream.app)
         settings = parse_settings(config or TWO_TENANTS)
-        app = create_app(settings, embedder=embedder, upstream_transport=transport)
+        model = wrap_embedder(embedder) if wrap_embedder else embedder
+        app = create_app(settings, embedder=model, upstream_transport=transport)
         async with app.router.lifespan_context(app):
             while app.state.runtime.pipeline is None:
                 await asyncio.sleep(0.01)
