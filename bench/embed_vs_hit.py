@@ -25,13 +25,16 @@ from tqdm import tqdm
 
 from bench.canned_upstream import canned_upstream
 from bench.servers import running_proxy
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.config import EmbeddingSettings
+from cache_proxy.embedding.loader import load_embedder
+
+TORCH = EmbeddingSettings(backend="torch")
 
 TOPICS = ["reset a router", "bake bread", "learn Rust", "fix a bike chain", "plant tomatoes",
           "write a cover letter", "tune a guitar", "clean a laptop fan", "brew coffee",
           "train a puppy", "start running", "save for retirement"]  # fmt: skip
-SERIES = {"embed": "bare embedding (1 query)", "exact": "HTTP exact hit",
-          "semantic": "HTTP semantic hit"}  # fmt: skip
+SERIES = {"embed": "bare embedding (1 query)", "torch": "  same, torch backend (ref.)",
+          "exact": "HTTP exact hit", "semantic": "HTTP semantic hit"}  # fmt: skip
 
 
 def prompts(n: int) -> list[str]:
@@ -63,11 +66,14 @@ def expect_hit(client: httpx.Client, text: str, match: str) -> None:
 
 
 def measure(client: httpx.Client, texts: list[str], variants: list[str]) -> dict[str, list[float]]:
-    embedder = SentenceTransformerEmbedder(packaged_model_path())
+    # The proxy's own embedder (default settings: ONNX Runtime), and torch for reference.
+    embedder, reference = load_embedder(EmbeddingSettings()), load_embedder(TORCH)
     embedder.encode(["warm-up"])
+    reference.encode(["warm-up"])
     series: dict[str, list[float]] = {name: [] for name in SERIES}
     for text, variant in tqdm(list(zip(texts, variants, strict=True)), desc="measuring"):
         series["embed"].append(time_ms(partial(embedder.encode, [variant])))
+        series["torch"].append(time_ms(partial(reference.encode, [variant])))
         series["exact"].append(time_ms(partial(expect_hit, client, text, "exact")))
         series["semantic"].append(time_ms(partial(expect_hit, client, variant, "semantic")))
     return series
