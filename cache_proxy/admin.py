@@ -29,6 +29,12 @@ def build_admin_router() -> APIRouter:
         tenants = (pipeline.tenants.get(name) for name in pipeline.tenants.names)
         return {"tenants": {t.name: _tenant_stats(pipeline, t) for t in tenants if t is not None}}
 
+    @router.get("/shadow")
+    async def shadow(request: Request) -> dict[str, Any]:
+        """Shadow-verification results per tenant, suspect prompt pairs included (admin only)."""
+        pipeline = _authorised(request)
+        return {"tenants": {name: pipeline.shadow.report(name) for name in pipeline.tenants.names}}
+
     @router.post("/invalidate")
     async def invalidate(request: Request, body: InvalidateRequest) -> dict[str, Any]:
         pipeline = _authorised(request)

@@ -135,6 +135,7 @@ async def _shutdown(runtime: Runtime, loader: asyncio.Task[None]) -> None:
         await runtime.watcher.stop()
     if runtime.pipeline is not None:
         await runtime.pipeline.coalescer.aclose()
+        await runtime.pipeline.shadow.aclose()
         await runtime.pipeline.embedder.close()
     await runtime.upstream.aclose()
 

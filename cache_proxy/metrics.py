@@ -68,6 +68,19 @@ class Metrics:
             ["tenant", "reason"],
             registry=r,
         )
+        self.shadow_outcomes = Counter(
+            "cache_proxy_shadow_checks",
+            "Shadow-verified semantic hits by outcome (agreed, suspect, failed, skipped_busy)",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.shadow_agreement = Histogram(
+            "cache_proxy_shadow_agreement",
+            "Cosine between the served cached answer and the engine's fresh answer",
+            ["tenant"],
+            buckets=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0),
+            registry=r,
+        )
         self.speculative_aborts = Counter(
             "cache_proxy_speculative_aborts",
             "Engine requests started speculatively and aborted by a semantic hit",

@@ -26,6 +26,7 @@ from cache_proxy.metrics import Metrics
 from cache_proxy.replay import new_response_id
 from cache_proxy.schemas import ChatRequest, CompletionRequest, Endpoint, parse_json_body
 from cache_proxy.schemas import validate_request as validate
+from cache_proxy.shadow import ShadowChecker, ShadowRequest, wants_shadow
 from cache_proxy.store import Answer, CacheStore, Entry
 from cache_proxy.tenancy import Tenant, TenantDirectory
 from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
@@ -107,6 +108,7 @@ class Pipeline:
         self.top_k = top_k
         self.decider = decider or HitDecider()
         self.coalescer = Coalescer()
+        self.shadow = ShadowChecker(upstream, embedder, metrics)
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()
@@ -225,6 +227,8 @@ class Pipeline:
     def _serve_hit(self, call: Call, found: Lookup) -> Response:
         assert found.entry is not None
         answer = found.entry.answer
+        if found.match == "semantic":
+            self._maybe_shadow(call, found.entry, found.similarity)
         self.metrics.cached_tokens.labels(call.tenant.name).inc(answer.completion_tokens)
         headers = {
             "x-cache": "HIT",
@@ -234,6 +238,23 @@ class Pipeline:
         if call.request.stream:
             return responses.sse_answer(answer, call.include_usage, headers)
         return responses.json_answer(answer, headers)
+
+    def _maybe_shadow(self, call: Call, entry: Entry, similarity: float) -> None:
+        policy = call.tenant.policy.verify
+        if not wants_shadow(policy.shadow_rate, call.request.temperature):
+            return
+        request = ShadowRequest(
+            tenant=call.tenant.name,
+            endpoint=call.endpoint,
+            body=call.body,
+            model=call.request.model,
+            query_text=call.key.query_text,
+            cached_prompt=entry.query_text,
+            similarity=similarity,
+            served=entry.answer,
+            min_agreement=policy.shadow_min_agreement,
+        )
+        self.shadow.submit(request)
 
     # ---- miss ---------------------------------------------------------------------------
     def _join(self, call: Call, vector: Awaitable[Vector | None]) -> Joined:

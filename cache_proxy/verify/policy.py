@@ -38,3 +38,9 @@ class VerifyPolicy(BaseModel):
 
     guards: GuardPolicy = GuardPolicy()
     verifier: VerifierPolicy = VerifierPolicy()
+    # Shadow verification (cache_proxy/shadow.py): this fraction of semantic hits of
+    # temperature-0 requests is also asked of the engine in the background; the two answers are
+    # embedded and compared, and a hit whose answers agree below `shadow_min_agreement` counts
+    # as suspect (cache_proxy_shadow_*_total, GET /admin/shadow). The client still gets the hit.
+    shadow_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    shadow_min_agreement: float = Field(default=0.8, ge=0.0, le=1.0)

@@ -1,0 +1,141 @@
+"""Shadow verification: a sample of semantic hits is re-asked of the engine, off the hit path.
+
+The client is served from the cache as usual. In the background the same request goes to the
+engine; the fresh answer and the served one are embedded with the cache's own model and their
+cosine ("agreement") is compared with the tenant's bound. The result is a live estimate of the
+wrong-hit rate per tenant, from real traffic, with the suspect pairs kept for the admin API
+(prompts only there, never in logs) as labelled material for the next calibration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from cache_proxy.assemble import answer_from_json
+from cache_proxy.embedding import MicroBatcher
+from cache_proxy.metrics import Metrics
+from cache_proxy.schemas import Endpoint
+from cache_proxy.store import Answer
+from cache_proxy.upstream import PATHS, Upstream
+
+logger = logging.getLogger(__name__)
+# The engine's spare capacity is for real traffic: beyond this many checks at once, skip.
+MAX_IN_FLIGHT = 4
+SUSPECTS_KEPT = 100  # per tenant
+
+
+@dataclass(frozen=True)
+class ShadowRequest:
+    tenant: str
+    endpoint: Endpoint
+    body: dict[str, Any]
+    model: str
+    query_text: str
+    cached_prompt: str
+    similarity: float
+    served: Answer
+    min_agreement: float
+
+
+@dataclass(frozen=True)
+class Suspect:
+    query: str
+    cached_prompt: str
+    similarity: float
+    agreement: float
+    at: float
+
+
+def wants_shadow(rate: float, temperature: float | None) -> bool:
+    """Sampled at `rate`, and only for greedy requests: sampled answers differ anyway."""
+    return rate > 0.0 and temperature == 0.0 and random.random() < rate
+
+
+class ShadowChecker:
+    def __init__(self, upstream: Upstream, embedder: MicroBatcher, metrics: Metrics) -> None:
+        self._upstream = upstream
+        self._embedder = embedder
+        self._metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._suspects: dict[str, deque[Suspect]] = {}
+        self._tallies: dict[str, Counter[str]] = {}
+
+    def submit(self, request: ShadowRequest) -> bool:
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self._count(request.tenant, "skipped_busy")
+            return False
+        task = asyncio.get_running_loop().create_task(self._check(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def report(self, tenant: str) -> dict[str, Any]:
+        """Counts by outcome, the suspect rate among verdicts, and the kept suspect pairs."""
+        tally = self._tallies.get(tenant, Counter())
+        verdicts = tally["agreed"] + tally["suspect"]
+        return {
+            "outcomes": dict(tally),
+            "suspect_rate": tally["suspect"] / verdicts if verdicts else None,
+            "suspects": [asdict(s) for s in self._suspects.get(tenant, ())],
+        }
+
+    def _count(self, tenant: str, outcome: str) -> None:
+        self._tallies.setdefault(tenant, Counter())[outcome] += 1
+        self._metrics.shadow_outcomes.labels(tenant, outcome).inc()
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _check(self, request: ShadowRequest) -> None:
+        try:
+            fresh = await self._ask_engine(request)
+            agreement = await self._agreement(request.served.content, fresh.content)
+        except (
+            Exception
+        ) as exc:  # engine or embedder failed: no verdict; never the client's problem
+            logger.debug("shadow check failed: %s", type(exc).__name__)
+            self._count(request.tenant, "failed")
+            return
+        self._metrics.shadow_agreement.labels(request.tenant).observe(agreement)
+        if agreement >= request.min_agreement:
+            self._count(request.tenant, "agreed")
+            return
+        self._count(request.tenant, "suspect")
+        kept = self._suspects.setdefault(request.tenant, deque(maxlen=SUSPECTS_KEPT))
+        kept.append(
+            Suspect(
+                request.query_text,
+                request.cached_prompt,
+                round(request.similarity, 4),
+                round(agreement, 4),
+                time.time(),
+            )
+        )
+
+    async def _ask_engine(self, request: ShadowRequest) -> Answer:
+        body = {k: v for k, v in request.body.items() if k != "stream_options"}
+        body["stream"] = False
+        parsed = await self._upstream.post_json(PATHS[request.endpoint], body)
+        return answer_from_json(request.endpoint, request.model, parsed)
+
+    async def _agreement(self, served: str, fresh: str) -> float:
+        if served.strip() == fresh.strip():
+            return 1.0
+        first, second = await asyncio.gather(
+            self._embedder.embed(served), self._embedder.embed(fresh)
+        )
+        return float(np.dot(first, second))
