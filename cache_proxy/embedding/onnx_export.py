@@ -77,14 +77,20 @@ def export_onnx(model_path: str, out_dir: Path) -> Path:
         model.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         _check_matches(model, staging)
-        if out_dir.exists():  # another process won the race with an equivalent export
-            shutil.rmtree(staging)
-        else:
-            staging.rename(out_dir)
+        _publish(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        if not is_exported(out_dir):
+            raise
+        shutil.rmtree(staging)  # another process won the race with an equivalent export
 
 
 def _describe(model: Any, model_path: str) -> dict[str, Any]:

@@ -113,3 +113,14 @@ def test_default_dir_follows_the_model_files(
     assert first.parent == tmp_path / "cache" / "onnx"
     (model / "config.json").write_text('{"changed": true}')
     assert default_export_dir(str(model)) != first
+
+
+def test_a_concurrent_export_that_finished_first_is_kept(
+    onnx_export_dir: str, tmp_path: Path, embedder: Embedder
+) -> None:
+    winner = tmp_path / "export"
+    shutil.copytree(onnx_export_dir, winner)
+    stamp = (winner / "model.onnx").stat().st_mtime_ns
+    export_onnx(packaged_model_path(), winner)  # lost the race: no error, the winner stays
+    assert (winner / "model.onnx").stat().st_mtime_ns == stamp
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
