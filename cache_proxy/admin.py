@@ -33,7 +33,8 @@ def build_admin_router() -> APIRouter:
     async def shadow(request: Request) -> dict[str, Any]:
         """Shadow-verification results per tenant, suspect prompt pairs included (admin only)."""
         pipeline = _authorised(request)
-        return {"tenants": {name: pipeline.shadow.report(name) for name in pipeline.tenants.names}}
+        tenants = (pipeline.tenants.get(name) for name in pipeline.tenants.names)
+        return {"tenants": {t.name: _shadow_report(pipeline, t) for t in tenants if t is not None}}
 
     @router.post("/invalidate")
     async def invalidate(request: Request, body: InvalidateRequest) -> dict[str, Any]:
@@ -78,6 +79,17 @@ def _tenant_stats(pipeline: Pipeline, tenant: Tenant) -> dict[str, Any]:
         "requests": dict(tally),
         "hit_rate": served / lookups if lookups else 0.0,
         "threshold": tenant.policy.threshold,
+    }
+
+
+def _shadow_report(pipeline: Pipeline, tenant: Tenant) -> dict[str, Any]:
+    policy = tenant.policy
+    target = policy.verify.shadow_target_error
+    return {
+        **pipeline.shadow.report(tenant.name),
+        "threshold": policy.threshold,
+        "effective_threshold": pipeline.shadow.threshold(tenant.name, policy.threshold, target),
+        "target_error": target,
     }
 
 

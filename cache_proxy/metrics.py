@@ -81,6 +81,12 @@ class Metrics:
             buckets=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0),
             registry=r,
         )
+        self.effective_threshold = Gauge(
+            "cache_proxy_effective_threshold",
+            "Similarity threshold in force, raised from shadow verdicts (shadow_target_error)",
+            ["tenant"],
+            registry=r,
+        )
         self.speculative_aborts = Counter(
             "cache_proxy_speculative_aborts",
             "Engine requests started speculatively and aborted by a semantic hit",

@@ -213,7 +213,9 @@ class Pipeline:
 
     async def _verify(self, call: Call, candidates: list[Candidate]) -> Candidate | None:
         policy = call.tenant.policy
-        args = (call.key.query_text, candidates, policy.threshold, policy.verify)
+        target = policy.verify.shadow_target_error
+        threshold = self.shadow.threshold(call.tenant.name, policy.threshold, target)
+        args = (call.key.query_text, candidates, threshold, policy.verify)
         started = time.perf_counter()
         if policy.verify.verifier.enabled:  # a cross-encoder must not block the event loop
             decision = await asyncio.to_thread(self.decider.decide, *args)

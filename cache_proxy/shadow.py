@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +32,38 @@ logger = logging.getLogger(__name__)
 # The engine's spare capacity is for real traffic: beyond this many checks at once, skip.
 MAX_IN_FLIGHT = 4
 SUSPECTS_KEPT = 100  # per tenant
+VERDICTS_KEPT = 2000  # per tenant: the window adaptive thresholds are computed over
+MIN_VERDICTS = 30  # fewer verdicts at a similarity level say too little to act on
+_Z95 = 1.96
+Verdict = tuple[float, bool]  # (similarity of the served hit, suspect)
+
+
+def tightened_threshold(verdicts: Sequence[Verdict], configured: float, target: float) -> float:
+    """The tenant's threshold, raised when shadow verdicts show its error above `target`.
+
+    Raised only on evidence (the 95% lower bound of the suspect rate above the target, at
+    MIN_VERDICTS or more), to the lowest similarity whose hits were within the target; 1.0
+    (identical text only) when no level was. Never lowered below `configured`.
+    """
+    served = sorted((s, bad) for s, bad in verdicts if s >= configured)
+    suspects = sum(bad for _, bad in served)
+    if len(served) < MIN_VERDICTS or _wilson_lower(suspects, len(served)) <= target:
+        return configured
+    for start, (similarity, _) in enumerate(served):
+        kept = len(served) - start
+        if kept < MIN_VERDICTS:
+            break
+        if suspects / kept <= target:
+            return similarity
+        suspects -= served[start][1]
+    return 1.0
+
+
+def _wilson_lower(failures: int, total: int) -> float:
+    rate = failures / total
+    centre = rate + _Z95**2 / (2 * total)
+    spread = _Z95 * math.sqrt(rate * (1 - rate) / total + _Z95**2 / (4 * total**2))
+    return max(0.0, (centre - spread) / (1 + _Z95**2 / total))
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,8 @@ class ShadowChecker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._suspects: dict[str, deque[Suspect]] = {}
         self._tallies: dict[str, Counter[str]] = {}
+        self._verdicts: dict[str, deque[Verdict]] = {}
+        self._thresholds: dict[tuple[str, float, float], float] = {}
 
     def submit(self, request: ShadowRequest) -> bool:
         if len(self._tasks) >= MAX_IN_FLIGHT:
@@ -76,6 +112,22 @@ class ShadowChecker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    def threshold(self, tenant: str, configured: float, target: float | None) -> float:
+        """The threshold to apply now: `configured`, or raised by shadow verdicts (see above)."""
+        if target is None:
+            return configured
+        key = (tenant, configured, target)
+        if key not in self._thresholds:  # recomputed only after a new verdict
+            verdicts = self._verdicts.get(tenant, ())
+            self._thresholds[key] = tightened_threshold(verdicts, configured, target)
+            self._metrics.effective_threshold.labels(tenant).set(self._thresholds[key])
+        return self._thresholds[key]
+
+    def record(self, tenant: str, similarity: float, suspect: bool) -> None:
+        self._verdicts.setdefault(tenant, deque(maxlen=VERDICTS_KEPT)).append((similarity, suspect))
+        for key in [k for k in self._thresholds if k[0] == tenant]:
+            del self._thresholds[key]
 
     def report(self, tenant: str) -> dict[str, Any]:
         """Counts by outcome, the suspect rate among verdicts, and the kept suspect pairs."""
@@ -111,6 +163,7 @@ class ShadowChecker:
             self._count(request.tenant, "failed")
             return
         self._metrics.shadow_agreement.labels(request.tenant).observe(agreement)
+        self.record(request.tenant, request.similarity, agreement < request.min_agreement)
         if agreement >= request.min_agreement:
             self._count(request.tenant, "agreed")
             return

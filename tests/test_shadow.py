@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from cache_proxy.shadow import MIN_VERDICTS, tightened_threshold
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 
 CHAT = "/v1/chat/completions"
@@ -94,3 +95,50 @@ async def test_a_failing_shadow_request_never_reaches_the_client(
 async def test_shadow_report_needs_the_admin_token(proxy: ProxyUnderTest) -> None:
     response = await proxy.client.get("/admin/shadow", headers=proxy.headers())
     assert response.status_code == 403
+
+
+def test_threshold_stays_without_evidence_of_excess_error() -> None:
+    few_and_bad = [(0.93, True)] * (MIN_VERDICTS - 1)
+    assert tightened_threshold(few_and_bad, 0.9, 0.05) == 0.9
+    clean = [(0.9 + i / 1000, i % 25 == 0) for i in range(100)]  # 4% suspect, target 5%
+    assert tightened_threshold(clean, 0.9, 0.05) == 0.9
+    below_configured = [(0.8, True)] * 100 + [(0.95, False)] * 40
+    assert tightened_threshold(below_configured, 0.9, 0.05) == 0.9
+
+
+def test_threshold_rises_to_where_served_hits_were_within_target() -> None:
+    # Below 0.95 half of the served hits were suspect, above it none were.
+    low = [(0.90 + i / 1000, i % 2 == 0) for i in range(50)]
+    high = [(0.95 + i / 1000, False) for i in range(40)]
+    raised = tightened_threshold(low + high, 0.9, 0.05)
+    assert 0.94 <= raised <= 0.95
+    kept = [bad for s, bad in low + high if s >= raised]
+    assert len(kept) >= MIN_VERDICTS and sum(kept) / len(kept) <= 0.05
+
+
+def test_threshold_goes_to_identical_only_when_no_level_is_safe() -> None:
+    assert tightened_threshold([(0.9 + i / 1000, True) for i in range(90)], 0.9, 0.05) == 1.0
+
+
+async def test_suspect_verdicts_raise_the_tenants_threshold_only(
+    proxy_factory: ProxyFactory,
+) -> None:
+    config = shadow_config(0.8, shadow_target_error=0.05)
+    async with proxy_factory(config) as proxy:
+        await ask(proxy, CACHED)
+        assert (await ask(proxy, PARAPHRASE)).headers["x-cache"] == "HIT"
+        shadow = proxy.app.state.runtime.pipeline.shadow
+        for _ in range(MIN_VERDICTS + 10):  # as if the engine disagreed with many hits
+            shadow.record("acme", 0.97, True)
+            shadow.record("globex", 0.97, True)  # globex sets no target: nothing changes
+        again = await ask(proxy, PARAPHRASE.replace("?", "??"))
+        assert again.headers["x-cache"] == "MISS"
+        report = await shadow_report(proxy)
+        assert report["effective_threshold"] == 1.0 and report["threshold"] == 0.9
+        await proxy.client.post(CHAT, json=chat(CACHED), headers=proxy.headers("sk-globex-1"))
+        hit = await proxy.client.post(
+            CHAT, json=chat(PARAPHRASE), headers=proxy.headers("sk-globex-1")
+        )
+        assert hit.headers["x-cache"] == "HIT"
+        metrics = (await proxy.client.get("/metrics")).text
+        assert 'cache_proxy_effective_threshold{tenant="acme"} 1.0' in metrics

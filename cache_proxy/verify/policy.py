@@ -44,3 +44,6 @@ class VerifyPolicy(BaseModel):
     # as suspect (cache_proxy_shadow_*_total, GET /admin/shadow). The client still gets the hit.
     shadow_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     shadow_min_agreement: float = Field(default=0.8, ge=0.0, le=1.0)
+    # Set: the proxy raises this tenant's threshold by itself when shadow verdicts show more
+    # suspect hits than this among those served (never below `threshold`; cache_proxy/shadow.py).
+    shadow_target_error: float | None = Field(default=None, gt=0.0, lt=1.0)
