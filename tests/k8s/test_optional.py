@@ -144,6 +144,9 @@ DOCUMENTED_METRICS = {
     "cache_proxy_entries",
     "cache_proxy_cached_completion_tokens_total",
     "cache_proxy_upstream_errors_total",
+    "cache_proxy_shadow_checks_total",
+    "cache_proxy_effective_threshold",
+    "cache_proxy_speculative_aborts_total",
 }
 
 
