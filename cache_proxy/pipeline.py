@@ -184,8 +184,10 @@ class Pipeline:
         vector.set_result(found.vector)
         if found.entry is None:
             return await self._miss(call, joined), "miss"
+        started_by_us = joined.leader and not joined.flight.done
         self._leave(joined)  # the last subscriber leaving cancels the engine request
-        self.metrics.speculative_aborts.labels(call.tenant.name).inc()
+        if started_by_us:
+            self.metrics.speculative_aborts.labels(call.tenant.name).inc()
         return self._serve_hit(call, found), "hit_semantic"
 
     # ---- lookup -------------------------------------------------------------------------
