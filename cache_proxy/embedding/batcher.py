@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from cache_proxy.embedding.base import Embedder, Vectors
 
 _Pending = tuple[str, "asyncio.Future[Vectors]"]
-# The model forward (milliseconds of CPU) yields the core to the event loop, whose work
-# (forwarding a miss, relaying tokens, answering a hit) is short and latency-bound; measured
-# here with 16 concurrent misses on one shared core. Linux applies niceness per thread.
-EMBED_THREAD_NICENESS = 5
-log = logging.getLogger(__name__)
-
-
-def _lower_thread_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBED_THREAD_NICENESS)
-    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: run as is
-        log.debug("embedding thread keeps its priority: %s", exc)
 
 
 class MicroBatcher:
@@ -36,9 +21,7 @@ class MicroBatcher:
         self._max_wait_s = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         # One thread: the model is not re-entrant and torch already uses the cores.
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="embed", initializer=_lower_thread_priority
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._worker: asyncio.Task[None] | None = None
 
     @property

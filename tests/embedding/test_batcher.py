@@ -1,15 +1,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
-from collections.abc import Sequence
 
 import numpy as np
 
 from cache_proxy.embedding import MicroBatcher
 from cache_proxy.embedding.base import Embedder
-from cache_proxy.embedding.batcher import EMBED_THREAD_NICENESS
 from tests.support.embedders import CountingEmbedder
 
 
@@ -45,21 +41,3 @@ async def test_embedding_does_not_block_the_event_loop(
     task.cancel()
     await batcher.close()
     assert ticks > 5
-
-
-class PriorityProbe(CountingEmbedder):
-    """Records the niceness of the thread that runs the model."""
-
-    niceness: int | None = None
-
-    def before_encode(self, texts: Sequence[str]) -> None:
-        self.niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-async def test_model_runs_below_the_event_loops_priority(embedder: Embedder) -> None:
-    probe = PriorityProbe(embedder)
-    batcher = MicroBatcher(probe)
-    await batcher.embed("any text")
-    await batcher.close()
-    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert probe.niceness == min(19, loop_niceness + EMBED_THREAD_NICENESS)
