@@ -83,7 +83,11 @@ def export_embedder_command(args: argparse.Namespace) -> int:
         print(f"cache-proxy: invalid config: {exc}", file=sys.stderr)
         return 2
     onnx_dir = str(args.out) if args.out else embedding.onnx_dir
-    directory = ensure_onnx_export(embedding.model or packaged_model_path(), onnx_dir)
+    try:
+        directory = ensure_onnx_export(embedding.model or packaged_model_path(), onnx_dir)
+    except (OSError, ValueError) as exc:  # unwritable directory, unsupported or mismatching model
+        print(f"cache-proxy: {exc}", file=sys.stderr)
+        return 2
     print(directory)
     return 0
 

@@ -28,3 +28,12 @@ def test_upstream_flag_only_without_config(
 def test_serve_defaults() -> None:
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port, args.config) == ("127.0.0.1", 8080, None)
+
+
+def test_export_embedder_to_an_unwritable_place_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["export-embedder", "--out", str(blocker / "export")]) == 2
+    assert "embedding.onnx_dir" in capsys.readouterr().err
