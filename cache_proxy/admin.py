@@ -18,6 +18,7 @@ class InvalidateRequest(BaseModel):
 
     tenant: str | None = None
     model: str | None = None
+    entry: str | None = None  # an x-cache-entry value: remove that one answer
 
 
 def build_admin_router() -> APIRouter:
@@ -41,9 +42,12 @@ def build_admin_router() -> APIRouter:
         pipeline = _authorised(request)
         if body.tenant is not None and pipeline.tenants.get(body.tenant) is None:
             raise BadRequest(f"Unknown tenant '{body.tenant}'.", param="tenant")
-        removed = pipeline.store.invalidate(tenant=body.tenant, model=body.model)
+        if body.entry is not None:
+            removed = _remove_entry(pipeline, body)
+        else:
+            removed = pipeline.store.invalidate(tenant=body.tenant, model=body.model)
         _refresh_entry_gauges(pipeline)
-        return {"removed": removed, "tenant": body.tenant, "model": body.model}
+        return {"removed": removed, "tenant": body.tenant, "model": body.model, "entry": body.entry}
 
     @router.post("/flush")
     async def flush(request: Request) -> dict[str, Any]:
@@ -53,6 +57,15 @@ def build_admin_router() -> APIRouter:
         return {"removed": removed}
 
     return router
+
+
+def _remove_entry(pipeline: Pipeline, body: InvalidateRequest) -> int:
+    # Entry keys are per tenant: without the tenant a key could name another tenant's entry.
+    if body.tenant is None:
+        raise BadRequest("'tenant' is required when 'entry' is given.", param="tenant")
+    if body.model is not None:
+        raise BadRequest("Give either 'entry' or 'model', not both.", param="entry")
+    return int(pipeline.store.tenant(body.tenant).remove_exact(body.entry or ""))
 
 
 def _authorised(request: Request) -> Pipeline:

@@ -238,6 +238,7 @@ class Pipeline:
             "x-cache": "HIT",
             "x-cache-match": found.match,
             "x-cache-similarity": f"{found.similarity:.4f}",
+            "x-cache-entry": found.entry.exact,
         }
         if call.request.stream:
             return responses.sse_answer(answer, call.include_usage, headers)
@@ -278,6 +279,8 @@ class Pipeline:
     async def _miss(self, call: Call, joined: Joined) -> Response:
         flight, leader = joined.flight, joined.leader
         headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
+        if call.control.store:  # where the answer is kept (when complete): see CONTRACTS.md
+            headers["x-cache-entry"] = call.key.exact
         relay = call.request.stream and flight.streaming
         try:
             await flight.wait_started()

@@ -52,6 +52,41 @@ async def test_invalidate_unknown_tenant_is_400(proxy: ProxyUnderTest) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tenant"
 
 
+async def ask(p: ProxyUnderTest, key: str, text: str) -> dict[str, str]:
+    response = await p.client.post("/v1/chat/completions", json=chat(text), headers=p.headers(key))
+    return dict(response.headers)
+
+
+async def test_invalidate_one_entry_of_one_tenant(proxy: ProxyUnderTest) -> None:
+    missed = await ask(proxy, "sk-acme-1", "which answer was wrong")
+    entry = missed["x-cache-entry"]
+    await fill(proxy, "sk-acme-1", "another question")
+    await fill(proxy, "sk-globex-1", "which answer was wrong")
+    assert (await ask(proxy, "sk-acme-1", "which answer was wrong"))["x-cache-entry"] == entry
+    body = {"tenant": "acme", "entry": entry}
+    removed = await proxy.client.post("/admin/invalidate", headers=ADMIN, json=body)
+    assert removed.status_code == 200 and removed.json()["removed"] == 1
+    assert (await ask(proxy, "sk-acme-1", "which answer was wrong"))["x-cache"] == "MISS"
+    assert (await ask(proxy, "sk-acme-1", "another question"))["x-cache"] == "HIT"
+    assert (await ask(proxy, "sk-globex-1", "which answer was wrong"))["x-cache"] == "HIT"
+
+
+async def test_invalidate_entry_needs_the_tenant(proxy: ProxyUnderTest) -> None:
+    entry = (await ask(proxy, "sk-acme-1", "q1"))["x-cache-entry"]
+    response = await proxy.client.post("/admin/invalidate", headers=ADMIN, json={"entry": entry})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "tenant"
+    both = {"tenant": "acme", "entry": entry, "model": "tiny"}
+    response = await proxy.client.post("/admin/invalidate", headers=ADMIN, json=both)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "entry"
+    assert (await ask(proxy, "sk-acme-1", "q1"))["x-cache"] == "HIT"
+
+
+async def test_no_store_miss_names_no_entry(proxy: ProxyUnderTest) -> None:
+    headers = {**proxy.headers("sk-acme-1"), "cache-control": "no-store"}
+    response = await proxy.client.post("/v1/chat/completions", json=chat("q9"), headers=headers)
+    assert response.headers["x-cache"] == "MISS" and "x-cache-entry" not in response.headers
+
+
 async def test_flush_empties_every_tenant(proxy: ProxyUnderTest) -> None:
     await fill(proxy, "sk-acme-1", "q1")
     await fill(proxy, "sk-globex-1", "q1")

@@ -85,6 +85,14 @@ class TenantCache:
             self._remove(entry_id)
         return len(doomed)
 
+    def remove_exact(self, exact: str) -> bool:
+        """Drops the entry stored under this exact key (e.g. an answer reported wrong)."""
+        entry_id = self._by_exact.get(exact)
+        if entry_id is None:
+            return False
+        self._remove(entry_id)
+        return True
+
     def _touch(self, entry_id: int) -> Entry | None:
         entry = self._entries.get(entry_id)
         if entry is not None:
