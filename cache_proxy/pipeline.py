@@ -279,7 +279,7 @@ class Pipeline:
     async def _miss(self, call: Call, joined: Joined) -> Response:
         flight, leader = joined.flight, joined.leader
         headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
-        if call.control.store:  # where the answer is kept (when complete): see CONTRACTS.md
+        if call.control.store:  # the key a complete answer is stored under
             headers["x-cache-entry"] = call.key.exact
         relay = call.request.stream and flight.streaming
         try:

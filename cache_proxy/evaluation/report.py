@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from cache_proxy.evaluation.simulate import Summary
 from cache_proxy.evaluation.sweep import Outcome, Setting
 
 HEADER = (
@@ -35,3 +36,17 @@ def row(outcome: Outcome) -> str:
 
 def table(outcomes: Iterable[Outcome]) -> str:
     return "\n".join([HEADER, *(row(o) for o in outcomes)])
+
+
+def server_table(summary: Summary) -> str:
+    """Same rate columns for a run whose setting is the server's (not known to this process)."""
+    rates = summary.rates()
+    header = (
+        f"{'answered':>9} {'wrong(j)':>9} {'wrong(c)':>9} {'recall':>7} {'hits':>6} {'queries':>7}"
+    )
+    line = (
+        f"{rates['answered']:>9.1%} {rates['wrong_judged']:>9.2%} "
+        f"{rates['wrong_conservative']:>9.2%} {rates['recall']:>7.1%} "
+        f"{summary.hits:>6} {summary.queries:>7}"
+    )
+    return f"{header}\n{line}"

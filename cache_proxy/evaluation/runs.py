@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
 from pathlib import Path
+
+import httpx
 
 from cache_proxy.evaluation import calibrate as cal
 from cache_proxy.evaluation.configfile import tenant_settings
 from cache_proxy.evaluation.labels import LabelBook
 from cache_proxy.evaluation.pairs import Pair, load_pairs, split_pairs
 from cache_proxy.evaluation.plots import plot_curves
-from cache_proxy.evaluation.report import table
+from cache_proxy.evaluation.report import server_table, table
+from cache_proxy.evaluation.server_replay import (
+    ServerReplayError,
+    ServerTarget,
+    replay_through_server,
+)
 from cache_proxy.evaluation.simulate import Summary, simulate
 from cache_proxy.evaluation.sweep import Outcome, Setting, build_grid, replay, score_grid
 from cache_proxy.evaluation.training import table_for, train_verifier
@@ -72,6 +81,8 @@ def _eval_pairs(args: argparse.Namespace, pairs: list[Pair]) -> list[Pair]:
 
 
 def eval_command(args: argparse.Namespace) -> int:
+    if args.server:
+        return server_eval_command(args)
     pairs = load_pairs(args.pairs)
     if args.config:
         threshold, policy = tenant_settings(args.config, args.tenant)
@@ -105,6 +116,32 @@ def eval_command(args: argparse.Namespace) -> int:
             f"{Path(args.pairs).name} [{args.split}] {_policy_text(setting)}",
         )
         print(f"plot: {args.plot}")
+    return 0
+
+
+def server_eval_command(args: argparse.Namespace) -> int:
+    """The simulation through a running proxy; with --config, the in-process one beside it."""
+    api_key = args.api_key or os.environ.get("CACHE_PROXY_API_KEY")
+    if not api_key:
+        print("eval --server needs the tenant's key: --api-key or $CACHE_PROXY_API_KEY")
+        return 2
+    pairs = load_pairs(args.pairs)
+    subset, book = _eval_pairs(args, pairs), LabelBook(pairs)
+    target = ServerTarget(args.server, api_key, args.model, concurrency=args.concurrency)
+    try:
+        summary = asyncio.run(replay_through_server(subset, book, target))
+    except (ServerReplayError, httpx.HTTPError) as exc:
+        print(f"eval --server: {exc}")
+        return 2
+    print(f"through {args.server}: {len(subset)} pairs ({args.split}), labels from the whole file")
+    print(server_table(summary))
+    print("answers:", dict(sorted(summary.reasons.items())))
+    if args.config:
+        threshold, policy = tenant_settings(args.config, args.tenant)
+        table_ = table_for(subset if args.limit else pairs)
+        offline = simulate(subset, book, table_, HitDecider(), threshold, policy, args.top_k)
+        print(f"in process, tenant {args.tenant} of {args.config}:")
+        print(table([summary_outcome(offline, setting_of(threshold, policy))]))
     return 0
 
 

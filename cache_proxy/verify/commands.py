@@ -89,6 +89,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     )
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path)
+    server = parser.add_argument_group("through a running proxy (instead of in process)")
+    server.add_argument("--server", help="proxy URL, e.g. http://127.0.0.1:8080")
+    server.add_argument(
+        "--api-key",
+        help="the tenant's key (default: $CACHE_PROXY_API_KEY); its cache should be empty",
+    )
+    server.add_argument("--model", help="model name to send (default: the first /v1/models)")
+    server.add_argument("--concurrency", type=int, default=8)
     parser.set_defaults(func=_eval)
 
 
