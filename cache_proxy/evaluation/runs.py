@@ -128,6 +128,7 @@ def server_eval_command(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.pairs)
     subset, book = _eval_pairs(args, pairs), LabelBook(pairs)
     target = ServerTarget(args.server, api_key, args.model, concurrency=args.concurrency)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
         summary = asyncio.run(replay_through_server(subset, book, target))
     except (ServerReplayError, httpx.HTTPError) as exc:
