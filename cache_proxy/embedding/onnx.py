@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +23,22 @@ GROUP_SIZE = 4
 _Ids = npt.NDArray[np.int64]
 
 
+def cpu_session(model_file: Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session that shares its cores politely (used by verifiers too)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # No busy-waiting worker threads: the cores are shared with the engine and the server.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"]
+    )
+
+
 class OnnxEmbedder:
     def __init__(self, directory: str | Path, threads: int = 1) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer
 
         directory = Path(directory)
@@ -40,14 +54,7 @@ class OnnxEmbedder:
         self._counter = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self._counter.no_padding()
         self._counter.no_truncation()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # No busy-waiting worker threads: the cores are shared with the engine and the server.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(
-            str(directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(directory / MODEL_FILE, threads)
 
     @property
     def dimension(self) -> int:

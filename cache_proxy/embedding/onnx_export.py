@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +78,19 @@ def export_onnx(model_path: str, out_dir: Path) -> Path:
         model.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         _check_matches(model, staging)
-        _publish(staging, out_dir)
+        publish_dir(staging, out_dir, is_exported)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
+def publish_dir(staging: Path, out_dir: Path, complete: Callable[[Path], bool]) -> None:
+    """Atomic rename of a finished export into place; losing a race to an equal one is fine."""
     try:
         staging.rename(out_dir)
     except OSError:
-        if not is_exported(out_dir):
+        if not complete(out_dir):
             raise
         shutil.rmtree(staging)  # another process won the race with an equivalent export
 
@@ -137,7 +139,7 @@ def _write_onnx(model: Any, path: Path) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LastHiddenState(),
+            LastHiddenState().eval(),  # export restores this mode on the model: keep eval
             tuple(sample[name] for name in names),
             str(path),
             input_names=names,

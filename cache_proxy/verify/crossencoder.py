@@ -25,7 +25,7 @@ MARKER = "verifier.json"  # {"kind": "crossencoder" | "features", ...} in every 
 Example = tuple[str, str, int]
 
 
-def _load_cross_encoder(path: str, num_labels: int | None = None) -> Any:
+def load_cross_encoder(path: str, num_labels: int | None = None) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import CrossEncoder
 
@@ -39,7 +39,7 @@ class CrossEncoderVerifier:
         import torch
 
         self._torch = torch
-        self._encoder = _load_cross_encoder(str(path))
+        self._encoder = load_cross_encoder(str(path))
         self._encoder.model.eval()
         # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self._lock = threading.Lock()
@@ -79,7 +79,7 @@ def train_cross_encoder(
     import torch
 
     torch.manual_seed(seed)
-    encoder = _load_cross_encoder(base_model, num_labels=1)
+    encoder = load_cross_encoder(base_model, num_labels=1)
     batches = _batches(examples, batch_size, seed)
     optimizer, schedule = _optimizer(encoder.model, learning_rate, len(batches))
     encoder.model.train()
@@ -138,4 +138,17 @@ def _save(
         "train_seconds": round(seconds, 1), "examples": n_examples,
     }  # fmt: skip
     (out / MARKER).write_text(json.dumps(info, indent=2))
+    _export_onnx(encoder, out)
     return info
+
+
+def _export_onnx(encoder: Any, out: Path) -> None:
+    """The serving copy (verifier.py prefers it); without one the verifier runs on torch."""
+    from cache_proxy.verify.crossencoder_onnx import CrossEncoderExportError, export_cross_encoder
+
+    try:
+        export_cross_encoder(out, encoder)
+    except (OSError, CrossEncoderExportError) as exc:
+        log.warning(
+            "no ONNX export of the cross-encoder in %s (%s): it will run on torch", out, exc
+        )

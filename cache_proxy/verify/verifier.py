@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
 from cache_proxy.verify.decision import Verifier
 
+log = logging.getLogger(__name__)
 MARKER = "verifier.json"
 _loaded: dict[str, Verifier] = {}
 _lock = threading.Lock()
@@ -31,12 +33,25 @@ def verifier_kind(path: str | Path) -> str:
 
 def _build(path: str) -> Verifier:
     if verifier_kind(path) == "crossencoder":
-        from cache_proxy.verify.crossencoder import CrossEncoderVerifier
-
-        return CrossEncoderVerifier(path)
+        return _cross_encoder(Path(path))
     from cache_proxy.verify.features import FeatureVerifier
 
     return FeatureVerifier(path)
+
+
+def _cross_encoder(directory: Path) -> Verifier:
+    """The ONNX export when there is (or can be made) one that scores like torch; else torch."""
+    from cache_proxy.verify import crossencoder_onnx as onnx
+
+    if not onnx.export_is_current(directory):
+        try:
+            onnx.export_cross_encoder(directory)
+        except (OSError, onnx.CrossEncoderExportError) as exc:  # e.g. a read-only volume
+            log.warning("cross-encoder %s runs on torch (no ONNX export: %s)", directory, exc)
+            from cache_proxy.verify.crossencoder import CrossEncoderVerifier
+
+            return CrossEncoderVerifier(directory)
+    return onnx.OnnxCrossEncoder(directory / onnx.EXPORT_DIR)
 
 
 def load_verifier(path: str) -> Verifier:
