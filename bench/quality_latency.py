@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.quality_latency [--pairs FILE] [--queries 200]
         [--features build/verifiers/qqp-features] [--crossencoder build/verifiers/qqp-crossencoder]
 
-Per query: embed it alone (what the proxy does on a miss of the exact tier), then time
-HitDecider.decide on its top-4 candidates with (a) threshold only, (b) guards, (c) guards +
-feature verifier, (d) guards + cross-encoder. Medians and p95 in milliseconds.
+Per query: embed it alone with the serving embedder (ONNX Runtime by default; what the proxy does
+on a miss of the exact tier), then time HitDecider.decide on its top-4 candidates with (a)
+threshold only, (b) guards, (c) guards + feature verifier, (d) guards + cross-encoder as served
+(its ONNX export), (e) the same cross-encoder on torch. Medians and p95 in milliseconds.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.config import EmbeddingSettings
+from cache_proxy.embedding.loader import load_embedder
 from cache_proxy.evaluation.pairs import load_pairs
-from cache_proxy.verify.decision import Candidate, HitDecider
+from cache_proxy.verify.crossencoder import CrossEncoderVerifier
+from cache_proxy.verify.decision import Candidate, HitDecider, Verifier
 from cache_proxy.verify.policy import GuardPolicy, VerifierPolicy, VerifyPolicy
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/qqp_pairs_dev.jsonl.gz"
@@ -45,15 +48,26 @@ def _workload(pairs_path: Path, queries: int) -> list[tuple[str, list[Candidate]
     return work
 
 
-def _policies(args: argparse.Namespace) -> dict[str, VerifyPolicy]:
+def _torch_cross_encoder(path: str) -> Verifier:
+    return CrossEncoderVerifier(path)
+
+
+def _policies(args: argparse.Namespace) -> dict[str, tuple[VerifyPolicy, HitDecider]]:
+    served = HitDecider()
     policies = {
-        "threshold only": VerifyPolicy(guards=NO_GUARDS),
-        "guards (defaults)": VerifyPolicy(),
+        "threshold only": (VerifyPolicy(guards=NO_GUARDS), served),
+        "guards (defaults)": (VerifyPolicy(), served),
     }
     for name, path in (("features", args.features), ("cross-encoder", args.crossencoder)):
         if path and (Path(path) / "verifier.json").is_file():
             verifier = VerifierPolicy(enabled=True, model_path=path, min_score=0.0)
-            policies[f"guards + {name} verifier"] = VerifyPolicy(verifier=verifier)
+            policies[f"guards + {name} verifier"] = (VerifyPolicy(verifier=verifier), served)
+            if name == "cross-encoder":
+                on_torch = HitDecider(_torch_cross_encoder)
+                policies["guards + cross-encoder on torch"] = (
+                    VerifyPolicy(verifier=verifier),
+                    on_torch,
+                )
     return policies
 
 
@@ -70,17 +84,17 @@ def main() -> None:
     parser.add_argument("--crossencoder", default="build/verifiers/qqp-crossencoder")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = SentenceTransformerEmbedder(packaged_model_path())
+    embedder = load_embedder(EmbeddingSettings())
     work = _workload(args.pairs, args.queries)
-    decider, policies = HitDecider(), _policies(args)
-    for policy in policies.values():  # load verifiers and warm up outside the timing
+    policies = _policies(args)
+    for policy, decider in policies.values():  # load verifiers and warm up outside the timing
         decider.decide(work[0][0], work[0][1], 0.5, policy)
     embed_ms = [_timed(partial(embedder.encode, [q])) for q, _ in work]
     base, base95 = _summary(embed_ms)
     print(f"{len(work)} queries, 4 candidates each, all above threshold (worst case)")
     print(f"{'step':<40} {'median ms':>10} {'p95 ms':>8} {'x embed (median)':>17}")
-    print(f"{'embed query (bare MiniLM)':<40} {base:>10.3f} {base95:>8.3f} {1.0:>17.3f}")
-    for name, policy in policies.items():
+    print(f"{'embed query (served MiniLM)':<40} {base:>10.3f} {base95:>8.3f} {1.0:>17.3f}")
+    for name, (policy, decider) in policies.items():
         times = [_timed(partial(decider.decide, q, c, 0.5, policy)) for q, c in work]
         median, p95 = _summary(times)
         print(f"{'decide: ' + name:<40} {median:>10.3f} {p95:>8.3f} {median / base:>17.3f}")
