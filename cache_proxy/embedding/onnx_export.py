@@ -133,17 +133,25 @@ def _write_onnx(model: Any, path: Path) -> None:
             return out.last_hidden_state  # type: ignore[no-any-return]
 
     sample = model.tokenizer(["a b", "a longer sample"], padding=True, return_tensors="pt")
-    axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
-    # The tracer warns about shape-dependent Python branches in the model code; the export is
-    # checked against the torch model's vectors (incl. a truncated text) before it is used.
+    export_traced(LastHiddenState(), sample, names, "last_hidden_state", path)
+
+
+def export_traced(module: Any, sample: Any, names: list[str], output: str, path: Path) -> None:
+    """torch.onnx export with dynamic batch/token axes of a wrapper taking `names` in order."""
+    import torch
+
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "tokens"} for name in names}
+    axes[output] = {0: "batch", 1: "tokens"} if output == "last_hidden_state" else {0: "batch"}
+    # The tracer warns about shape-dependent Python branches in the model code; every export is
+    # checked against the torch model's outputs (incl. a truncated input) before it is used.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LastHiddenState().eval(),  # export restores this mode on the model: keep eval
+            module.eval(),  # export restores this mode on the wrapped model: it must be eval
             tuple(sample[name] for name in names),
             str(path),
             input_names=names,
-            output_names=["last_hidden_state"],
+            output_names=[output],
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and handles BERT

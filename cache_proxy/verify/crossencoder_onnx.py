@@ -16,7 +16,6 @@ import math
 import shutil
 import tempfile
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cache_proxy.embedding.onnx import cpu_session
-from cache_proxy.embedding.onnx_export import publish_dir
+from cache_proxy.embedding.onnx_export import export_traced, publish_dir
 from cache_proxy.verify.decision import Candidate
 
 log = logging.getLogger(__name__)
@@ -113,20 +112,7 @@ def _write_model(model: Any, tokenizer: Any, path: Path) -> None:
     sample = tokenizer(
         ["a b", "longer sample text"], ["c", "d e"], padding=True, return_tensors="pt"
     )
-    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"logit": {0: "batch"}}
-    # Shape-dependent branches in the model code make the tracer warn; the scores are checked.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            FirstLogit().eval(),  # export restores this mode on the model: it must be eval
-            tuple(sample[name] for name in names),
-            str(path),
-            input_names=names,
-            output_names=["logit"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    export_traced(FirstLogit(), sample, names, "logit", path)
 
 
 def _check_scores(encoder: Any, export: Path) -> None:

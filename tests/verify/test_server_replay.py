@@ -67,21 +67,24 @@ async def test_through_the_proxy_equals_the_in_process_simulation(
     assert {c: getattr(served, c) for c in counts} == {c: getattr(offline, c) for c in counts}
 
 
-def test_server_eval_needs_a_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("CACHE_PROXY_API_KEY", raising=False)
+@pytest.fixture
+def one_pair(tmp_path: Path) -> str:
     pairs = tmp_path / "p.jsonl"
     pairs.write_text('{"text_a": "a", "text_b": "b", "label": 0}\n')
-    assert main(["eval", "--pairs", str(pairs), "--server", "http://127.0.0.1:9"]) == 2
+    return str(pairs)
+
+
+def test_server_eval_needs_a_key(
+    one_pair: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CACHE_PROXY_API_KEY", raising=False)
+    assert main(["eval", "--pairs", one_pair, "--server", "http://127.0.0.1:9"]) == 2
     assert "--api-key" in capsys.readouterr().out
 
 
 def test_server_eval_unreachable_is_a_clean_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    one_pair: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pairs = tmp_path / "p.jsonl"
-    pairs.write_text('{"text_a": "a", "text_b": "b", "label": 0}\n')
-    args = ["eval", "--pairs", str(pairs), "--server", "http://127.0.0.1:9", "--api-key", "k"]
+    args = ["eval", "--pairs", one_pair, "--server", "http://127.0.0.1:9", "--api-key", "k"]
     assert main([*args, "--model", "m"]) == 2
     assert "eval --server" in capsys.readouterr().out
