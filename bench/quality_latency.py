@@ -12,6 +12,7 @@ threshold only, (b) guards, (c) guards + feature verifier, (d) guards + cross-en
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -48,6 +49,7 @@ def _workload(pairs_path: Path, queries: int) -> list[tuple[str, list[Candidate]
     return work
 
 
+@functools.cache  # HitDecider asks its loader on every decision; load once, like the server
 def _torch_cross_encoder(path: str) -> Verifier:
     return CrossEncoderVerifier(path)
 
