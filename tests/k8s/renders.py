@@ -25,6 +25,7 @@ ALL_ON = (
     "secrets.data.admin-token=test-admin-token",
     "secrets.data.default-api-key=test-tenant-key",
     "secrets.data.engine-api-key=test-engine-key",
+    "proxy.verifiers.existingClaim=trained-verifiers",
 )
 STANDALONE = ("topology=standalone", "engine.config.host=0.0.0.0")
 

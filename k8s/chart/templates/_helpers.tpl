@@ -204,6 +204,7 @@ Proxy config (docs/CONTRACTS.md): built as a dict so the checksum can leave `ten
 {{- $out := dict }}
 {{- range $name, $t := .Values.tenants }}
 {{- $tenant := omit $t "apiKeysFromSecret" }}
+{{- include "vsc.checkVerifierPath" (list $ $name $t) }}
 {{- $envs := list }}
 {{- range $t.api_keys_env }}{{ $envs = append $envs . }}{{ end }}
 {{- range $i, $key := $t.apiKeysFromSecret }}
@@ -213,6 +214,21 @@ Proxy config (docs/CONTRACTS.md): built as a dict so the checksum can leave `ten
 {{- $_ := set $out $name $tenant }}
 {{- end }}
 {{- toYaml $out }}
+{{- end }}
+
+{{/* A tenant's enabled verifier must come from the mounted verifiers volume. */}}
+{{- define "vsc.checkVerifierPath" -}}
+{{- $root := index . 0 }}{{- $name := index . 1 }}{{- $t := index . 2 }}
+{{- $verifier := dig "verify" "verifier" dict $t }}
+{{- if and $verifier.enabled $verifier.model_path }}
+{{- $mount := $root.Values.proxy.verifiers.mountPath }}
+{{- if not (hasPrefix (printf "%s/" $mount) $verifier.model_path) }}
+{{- fail (printf "tenants.%s.verify.verifier.model_path %q is not under proxy.verifiers.mountPath %q" $name $verifier.model_path $mount) }}
+{{- end }}
+{{- if not $root.Values.proxy.verifiers.existingClaim }}
+{{- fail (printf "tenants.%s.verify.verifier is enabled: set proxy.verifiers.existingClaim (the PVC holding %s)" $name $verifier.model_path) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* checksum/config: over the non-tenant part only, so tenant edits hot-reload in place. */}}

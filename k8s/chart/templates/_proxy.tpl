@@ -67,6 +67,11 @@ Proxy container and its config volume (sidecar and standalone).
     - name: proxy-config
       mountPath: /etc/cache-proxy
       readOnly: true
+    {{- if .Values.proxy.verifiers.existingClaim }}
+    - name: verifiers
+      mountPath: {{ .Values.proxy.verifiers.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with .Values.proxy.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -76,6 +81,12 @@ Proxy container and its config volume (sidecar and standalone).
 - name: proxy-config
   configMap:
     name: {{ include "vsc.fullname" . }}
+{{- with .Values.proxy.verifiers.existingClaim }}
+- name: verifiers
+  persistentVolumeClaim:
+    claimName: {{ . }}
+    readOnly: true
+{{- end }}
 {{- with .Values.proxy.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
