@@ -122,6 +122,9 @@ def eval_command(args: argparse.Namespace) -> int:
 def server_eval_command(args: argparse.Namespace) -> int:
     """The simulation through a running proxy; with --config, the in-process one beside it."""
     api_key = args.api_key or os.environ.get("CACHE_PROXY_API_KEY")
+    if args.plot:  # a curve needs every threshold: the in-process sweep draws it
+        print("eval --server: --plot works without --server (same pairs, --config, --tenant)")
+        return 2
     if not api_key:
         print("eval --server needs the tenant's key: --api-key or $CACHE_PROXY_API_KEY")
         return 2

@@ -88,3 +88,9 @@ def test_server_eval_unreachable_is_a_clean_error(
     args = ["eval", "--pairs", one_pair, "--server", "http://127.0.0.1:9", "--api-key", "k"]
     assert main([*args, "--model", "m"]) == 2
     assert "eval --server" in capsys.readouterr().out
+
+
+def test_server_eval_has_no_plot(one_pair: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "--pairs", one_pair, "--server", "http://127.0.0.1:9", "--api-key", "k"]
+    assert main([*args, "--plot", "x.png"]) == 2
+    assert "--plot works without --server" in capsys.readouterr().out
