@@ -64,6 +64,12 @@ def template_text(values: Iterable[Path | str] = (), sets: Iterable[str] = (), *
     return helm(*args, *value_args(values, sets), *extra).stdout
 
 
+def try_template(sets: Iterable[str]) -> subprocess.CompletedProcess[str]:
+    """`helm template` that may fail (a refused value): the caller reads returncode/stderr."""
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *value_args(sets=sets)]
+    return helm(*args, check=False)
+
+
 def render(values: Iterable[Path | str] = (), sets: Iterable[str] = ()) -> list[Doc]:
     """Rendered objects (tests hooks included), in helm's order."""
     text = template_text(values, sets)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.k8s.chart import CHART, RELEASE, helm, value_args
+from tests.k8s.chart import CHART, try_template
 
 pytestmark = pytest.mark.k8s
 
@@ -37,7 +37,7 @@ BAD_VALUES = {
 
 
 def template(sets: list[str]) -> tuple[int, str]:
-    result = helm("template", RELEASE, str(CHART), *value_args(sets=sets), check=False)
+    result = try_template(sets)
     return result.returncode, result.stderr
 
 

@@ -7,16 +7,12 @@ import json
 import pytest
 
 from tests.k8s.chart import (
-    CHART,
-    NAMESPACE,
-    RELEASE,
     containers,
-    helm,
     of_kind,
     pod_spec,
     proxy_config,
     render,
-    value_args,
+    try_template,
 )
 from tests.k8s.renders import STANDALONE
 
@@ -52,8 +48,7 @@ def test_no_claim_no_volume() -> None:
 
 
 def refused(sets: list[str]) -> str:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *value_args(sets=sets)]
-    result = helm(*args, check=False)
+    result = try_template(sets)
     assert result.returncode != 0
     return result.stderr
 
