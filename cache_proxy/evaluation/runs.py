@@ -63,6 +63,10 @@ def ensure_verifier(kind: str, path: Path, pairs: list[Pair], max_minutes: float
 
 
 def train_command(args: argparse.Namespace) -> int:
+    base = args.base_model
+    if base is not None and (args.kind != "crossencoder" or not (base / "config.json").is_file()):
+        print("--base-model: a model directory (with config.json), for --kind crossencoder only")
+        return 2
     pairs = load_pairs(args.pairs)
     info = train_verifier(
         args.kind,
@@ -70,6 +74,7 @@ def train_command(args: argparse.Namespace) -> int:
         Path(args.out),
         max_minutes=args.max_minutes,
         max_examples=args.max_examples,
+        base_model=str(base) if base else None,
     )
     print(f"trained {args.kind} verifier into {args.out}: {info}")
     return 0

@@ -43,8 +43,13 @@ def train_verifier(
     out_dir: str | Path,
     max_minutes: float = 40.0,
     max_examples: int = 50_000,
+    base_model: str | None = None,
 ) -> dict[str, Any]:
-    """Mines hard negatives from retrieval on the train part, then trains `kind` into out_dir."""
+    """Mines hard negatives from retrieval on the train part, then trains `kind` into out_dir.
+
+    `base_model` (cross-encoder only): a local model directory to fine-tune instead of the
+    packaged all-MiniLM-L6-v2, e.g. a stronger encoder or a cross-encoder already trained.
+    """
     if kind not in VERIFIER_KINDS:
         raise ValueError(f"verifier kind must be one of {VERIFIER_KINDS}, not {kind!r}")
     train = split_pairs(pairs, "train")
@@ -63,7 +68,8 @@ def train_verifier(
         log.info(
             "cross-encoder: %d examples, %d positive", len(examples), sum(e[2] for e in examples)
         )
-        info = train_cross_encoder(examples, out_dir, default_model_path(), max_minutes=max_minutes)
+        start_from = base_model or default_model_path()
+        info = train_cross_encoder(examples, out_dir, start_from, max_minutes=max_minutes)
     info["total_seconds"] = round(time.monotonic() - started, 1)
     log.info("trained %s verifier into %s: %s", kind, out_dir, info)
     return info

@@ -107,4 +107,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--max-minutes", type=float, default=40.0)
     parser.add_argument("--max-examples", type=int, default=50_000)
+    parser.add_argument(
+        "--base-model",
+        type=Path,
+        help="crossencoder: local model directory to fine-tune (default: packaged MiniLM)",
+    )
     parser.set_defaults(func=_train)

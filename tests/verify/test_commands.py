@@ -92,3 +92,33 @@ def test_calibrate_refuses_an_unreachable_target(pairs_file: Path, tmp_path: Pat
     ])  # fmt: skip
     assert code == 2
     assert config.read_text() == original
+
+
+def test_train_verifier_fine_tunes_the_given_base_model(
+    pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cache_proxy.embedding.sentence import packaged_model_path
+    from cache_proxy.verify import crossencoder
+
+    used: list[str] = []
+    real = crossencoder.train_cross_encoder
+
+    def recording(examples: list[crossencoder.Example], out: Path, base: str, **kw: float) -> dict:
+        used.append(base)
+        return real(examples[:8], out, base, batch_size=8)
+
+    monkeypatch.setattr(crossencoder, "train_cross_encoder", recording)
+    base = tmp_path / "base"
+    base.symlink_to(packaged_model_path())
+    args = ["train-verifier", "--pairs", str(pairs_file), "--kind", "crossencoder"]
+    assert main([*args, "--out", str(tmp_path / "ce"), "--base-model", str(base)]) == 0
+    assert used == [str(base)] and (tmp_path / "ce" / "verifier.json").is_file()
+
+
+def test_train_verifier_refuses_a_base_model_it_cannot_use(
+    pairs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train-verifier", "--pairs", str(pairs_file), "--out", str(tmp_path / "v")]
+    assert main([*args, "--kind", "features", "--base-model", str(tmp_path)]) == 2
+    assert main([*args, "--kind", "crossencoder", "--base-model", str(tmp_path / "none")]) == 2
+    assert "--base-model" in capsys.readouterr().out
