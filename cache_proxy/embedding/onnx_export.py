@@ -133,15 +133,19 @@ def _write_onnx(model: Any, path: Path) -> None:
             return out.last_hidden_state  # type: ignore[no-any-return]
 
     sample = model.tokenizer(["a b", "a longer sample"], padding=True, return_tensors="pt")
-    export_traced(LastHiddenState(), sample, names, "last_hidden_state", path)
+    axes = {"last_hidden_state": {0: "batch", 1: "tokens"}}
+    export_traced(LastHiddenState(), sample, names, axes, path)
 
 
-def export_traced(module: Any, sample: Any, names: list[str], output: str, path: Path) -> None:
-    """torch.onnx export with dynamic batch/token axes of a wrapper taking `names` in order."""
+def export_traced(
+    module: Any, sample: Any, names: list[str], outputs: dict[str, dict[int, str]], path: Path
+) -> None:
+    """torch.onnx export of a wrapper taking `names` in order (dynamic batch/token axes) and
+    returning the one output named in `outputs`, with that output's dynamic axes."""
     import torch
 
     axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "tokens"} for name in names}
-    axes[output] = {0: "batch", 1: "tokens"} if output == "last_hidden_state" else {0: "batch"}
+    axes.update(outputs)
     # The tracer warns about shape-dependent Python branches in the model code; every export is
     # checked against the torch model's outputs (incl. a truncated input) before it is used.
     with torch.no_grad(), warnings.catch_warnings():
@@ -151,7 +155,7 @@ def export_traced(module: Any, sample: Any, names: list[str], output: str, path:
             tuple(sample[name] for name in names),
             str(path),
             input_names=names,
-            output_names=[output],
+            output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and handles BERT

@@ -77,7 +77,7 @@ def export_cross_encoder(model_dir: Path, encoder: Any | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=model_dir))
     staging.chmod(0o755)
     try:
-        _write_model(encoder.model, encoder.tokenizer, staging / MODEL_FILE)
+        _write_model(encoder, staging / MODEL_FILE)
         encoder.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
         meta = {"weights": weights_fingerprint(model_dir), "inputs": _input_names(encoder)}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -96,10 +96,10 @@ def _input_names(encoder: Any) -> list[str]:
     return [n for n in _INPUTS if n in encoder.tokenizer.model_input_names]
 
 
-def _write_model(model: Any, tokenizer: Any, path: Path) -> None:
+def _write_model(encoder: Any, path: Path) -> None:
     import torch
 
-    names = [n for n in _INPUTS if n in tokenizer.model_input_names]
+    model, names = encoder.model, _input_names(encoder)
 
     class FirstLogit(torch.nn.Module):
         def __init__(self) -> None:
@@ -109,10 +109,10 @@ def _write_model(model: Any, tokenizer: Any, path: Path) -> None:
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
             return self.model(**dict(zip(names, inputs, strict=True))).logits[:, 0]  # type: ignore[no-any-return]
 
-    sample = tokenizer(
+    sample = encoder.tokenizer(
         ["a b", "longer sample text"], ["c", "d e"], padding=True, return_tensors="pt"
     )
-    export_traced(FirstLogit(), sample, names, "logit", path)
+    export_traced(FirstLogit(), sample, names, {"logit": {0: "batch"}}, path)
 
 
 def _check_scores(encoder: Any, export: Path) -> None:
