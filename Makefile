@@ -11,7 +11,7 @@ TOOLS_DIR := build/tools
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test venv engine model quant helm lint typecheck bench clean
+.PHONY: run test venv engine model quant helm redis lint typecheck bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -41,10 +41,16 @@ helm: $(TOOLS_DIR)/helm
 $(TOOLS_DIR)/helm:
 	bash k8s/tools/install-helm.sh $(TOOLS_DIR)
 
+# The shared tier's tests start their own redis-server (Debian's package) on a free port.
+redis:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+
 run: venv engine model
 	bash deploy/run-local.sh
 
-test: venv engine model quant helm
+test: venv engine model quant helm redis
 	$(VENV)/bin/ruff check cache_proxy engine tests bench
 	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
 	$(VENV)/bin/mypy

@@ -42,30 +42,34 @@ def build_admin_router() -> APIRouter:
         pipeline = _authorised(request)
         if body.tenant is not None and pipeline.tenants.get(body.tenant) is None:
             raise BadRequest(f"Unknown tenant '{body.tenant}'.", param="tenant")
-        if body.entry is not None:
-            removed = _remove_entry(pipeline, body)
-        else:
-            removed = pipeline.store.invalidate(tenant=body.tenant, model=body.model)
-        _refresh_entry_gauges(pipeline)
+        try:
+            if body.entry is not None:
+                removed = await _remove_entry(pipeline, body)
+            else:
+                removed = await pipeline.store.invalidate(tenant=body.tenant, model=body.model)
+        finally:
+            _refresh_entry_gauges(pipeline)
         return {"removed": removed, "tenant": body.tenant, "model": body.model, "entry": body.entry}
 
     @router.post("/flush")
     async def flush(request: Request) -> dict[str, Any]:
         pipeline = _authorised(request)
-        removed = pipeline.store.invalidate()
-        _refresh_entry_gauges(pipeline)
+        try:
+            removed = await pipeline.store.invalidate()
+        finally:
+            _refresh_entry_gauges(pipeline)
         return {"removed": removed}
 
     return router
 
 
-def _remove_entry(pipeline: Pipeline, body: InvalidateRequest) -> int:
+async def _remove_entry(pipeline: Pipeline, body: InvalidateRequest) -> int:
     # Entry keys are per tenant: without the tenant a key could name another tenant's entry.
     if body.tenant is None:
         raise BadRequest("'tenant' is required when 'entry' is given.", param="tenant")
     if body.model is not None:
         raise BadRequest("Give either 'entry' or 'model', not both.", param="entry")
-    return int(pipeline.store.tenant(body.tenant).remove_exact(body.entry or ""))
+    return await pipeline.store.remove_entry(body.tenant, body.entry or "")
 
 
 def _authorised(request: Request) -> Pipeline:

@@ -18,12 +18,14 @@ from starlette.responses import JSONResponse, Response
 from cache_proxy.admin import build_admin_router
 from cache_proxy.config import Settings
 from cache_proxy.embedding import Embedder, MicroBatcher, load_embedder
-from cache_proxy.errors import BadRequest, NotReady, ProxyError
+from cache_proxy.errors import BadRequest, NotReady, ProxyError, SharedTierUnavailable
 from cache_proxy.metrics import Metrics
 from cache_proxy.pipeline import Pipeline
 from cache_proxy.reload import ConfigWatcher
 from cache_proxy.responses import error_response, raw_json
-from cache_proxy.store import CacheStore
+from cache_proxy.store import CacheBackend, CacheSpace, SharedUnavailable
+from cache_proxy.store.factory import build_backend
+from cache_proxy.store.identity import embedder_digest
 from cache_proxy.tenancy import TenantDirectory
 from cache_proxy.upstream import Upstream
 
@@ -49,11 +51,24 @@ class Runtime:
         self.watcher: ConfigWatcher | None = None
         self.load_error: str | None = None
 
-    def build_pipeline(self, embedder: Embedder) -> None:
+    def cache_space(self, embedder: Embedder) -> CacheSpace:
+        """Which embedder and engine build this replica's entries belong to (blocking I/O)."""
+        from cache_proxy.embedding.sentence import packaged_model_path
+
+        upstream = self.settings.upstream
+        return CacheSpace(
+            embedder_digest=embedder_digest(self.settings.embedding.model or packaged_model_path()),
+            dimension=embedder.dimension,
+            engine_revision=upstream.revision,
+            quantization=upstream.quantization,
+            chat_template_digest=upstream.chat_template_digest,
+        )
+
+    def build_pipeline(self, embedder: Embedder, store: CacheBackend) -> None:
         cache = self.settings.cache
         self.pipeline = Pipeline(
             tenants=self.tenants,
-            store=CacheStore(embedder.dimension, cache.max_entries, cache.index),
+            store=store,
             embedder=MicroBatcher(
                 embedder,
                 self.settings.embedding.max_batch_size,
@@ -73,9 +88,7 @@ class Runtime:
         self.tenants = TenantDirectory(self.settings)
         if self.pipeline is not None:
             self.pipeline.tenants = self.tenants
-            for name in self.pipeline.store.tenant_names():
-                if self.tenants.get(name) is None:
-                    self.pipeline.store.drop_tenant(name)
+            self.pipeline.store.set_tenants(self.tenants.names)
 
 
 def create_app(
@@ -120,8 +133,17 @@ async def _load(runtime: Runtime, embedder: Embedder | None) -> None:
         if embedder is None:
             embedder = await asyncio.to_thread(load_embedder, runtime.settings.embedding)
         await asyncio.to_thread(embedder.encode, ["warm-up"])
-        runtime.build_pipeline(embedder)
-        logger.info("embedder ready (dimension %d)", embedder.dimension)
+        space = await asyncio.to_thread(runtime.cache_space, embedder)
+        store = build_backend(runtime.settings.cache, space, runtime.metrics)
+        store.set_tenants(runtime.tenants.names)
+        await store.start()
+        runtime.build_pipeline(embedder, store)
+        logger.info(
+            "embedder ready (dimension %d); cache backend %s, space %s",
+            embedder.dimension,
+            store.kind,
+            space.space_id,
+        )
     except Exception as exc:
         runtime.load_error = f"{type(exc).__name__}: {exc}"
         logger.exception("the embedder failed to load")
@@ -134,9 +156,7 @@ async def _shutdown(runtime: Runtime, loader: asyncio.Task[None]) -> None:
     if runtime.watcher is not None:
         await runtime.watcher.stop()
     if runtime.pipeline is not None:
-        await runtime.pipeline.coalescer.aclose()
-        await runtime.pipeline.shadow.aclose()
-        await runtime.pipeline.embedder.close()
+        await runtime.pipeline.aclose()
     await runtime.upstream.aclose()
 
 
@@ -144,6 +164,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProxyError)
     async def on_proxy_error(request: Request, exc: ProxyError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(SharedUnavailable)
+    async def on_shared_down(request: Request, exc: SharedUnavailable) -> JSONResponse:
+        return error_response(
+            SharedTierUnavailable(
+                "The shared cache tier (Redis) did not answer: the change was applied to this "
+                "replica only. Retry once Redis is back."
+            )
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -178,6 +207,8 @@ def _install_routes(app: FastAPI, runtime: Runtime) -> None:
             "upstream": await _upstream_reachable(runtime),
         }
         body: dict[str, Any] = {"ready": all(checks.values()), "checks": checks}
+        if runtime.pipeline is not None:  # reported, never failing the pod: misses still work
+            body["shared_tier"] = runtime.pipeline.store.health()
         if runtime.load_error:
             body["embedder_error"] = runtime.load_error
         return JSONResponse(body, status_code=200 if body["ready"] else 503)

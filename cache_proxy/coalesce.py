@@ -26,6 +26,7 @@ class Flight:
         self.answer: Answer | None = None
         self.error: ProxyError | None = None
         self.started = False
+        self.remote = False  # answered by another replica's engine call (shared tier)
         self.subscribers = 0
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -42,8 +43,9 @@ class Flight:
         self.chunks.append(chunk)
         self._notify()
 
-    def finish(self, answer: Answer) -> None:
+    def finish(self, answer: Answer, remote: bool = False) -> None:
         self.answer = answer
+        self.remote = remote
         self._notify()
 
     def fail(self, error: ProxyError) -> None:

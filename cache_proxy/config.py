@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cache_proxy.verify.policy import VerifyPolicy
 
@@ -32,6 +39,11 @@ class UpstreamSettings(Strict):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
+    # The engine's identity beyond the served model name (which is part of every key): a
+    # changed value starts a fresh cache space, so answers of old weights are never served.
+    revision: str | None = None  # weights digest or the model's configured revision
+    quantization: str | None = None
+    chat_template_digest: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -56,10 +68,45 @@ class EmbeddingSettings(Strict):
     threads: int = Field(default=1, gt=0)
 
 
+class RedisSettings(Strict):
+    url: str | None = None  # redis://, rediss:// (TLS); a password goes in the URL
+    url_env: str | None = None  # name of an env var holding the URL (Kubernetes: a Secret)
+    key_prefix: str = Field(default="vsc:", min_length=1)
+    # Every Redis call on the request path gives up after this; the request goes on without.
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    # Cross-replica coalescing: the lease one replica holds on an in-flight miss (renewed while
+    # the engine answers) and how long the others wait for its answer before their own call.
+    lease_s: float = Field(default=10.0, gt=0)
+    coalesce_wait_s: float = Field(default=60.0, ge=0)
+    log_max_len: int = Field(default=100_000, ge=1000)  # change-log events kept per tenant
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    def resolved_url(self) -> str | None:
+        return _literal_or_env(self.url, self.url_env)
+
+
 class CacheSettings(Strict):
+    # embedded: entries in this process (optionally snapshotted); redis: shared by replicas.
+    backend: Literal["embedded", "redis"] = "embedded"
     max_entries: int = Field(default=10_000, gt=0)
     index: Literal["flat", "hnsw"] = "flat"
     top_k: int = Field(default=4, gt=0, le=64)
+    snapshot_path: str | None = None  # embedded: entries survive restarts in this file
+    snapshot_interval_s: float = Field(default=60.0, gt=0)
+    sweep_interval_s: float = Field(default=5.0, gt=0)  # expired entries leave the index
+    redis: RedisSettings = RedisSettings()
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> CacheSettings:
+        if self.backend == "redis" and not (self.redis.url or self.redis.url_env):
+            raise ValueError("backend 'redis' needs cache.redis.url or cache.redis.url_env")
+        return self
 
 
 class AdminSettings(Strict):
@@ -74,6 +121,9 @@ class TenantSettings(Strict):
     api_keys: tuple[str, ...] = ()
     api_keys_env: tuple[str, ...] = ()
     threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    # Entries expire this long after they are stored (None: never); a request's
+    # `Cache-Control: max-age=N` may only shorten it.
+    ttl_s: float | None = Field(default=None, gt=0)
     max_temperature: float | None = Field(default=None, ge=0.0)
     verify: VerifyPolicy = VerifyPolicy()
     # Send a request that missed the exact tier to the engine while the semantic lookup runs,

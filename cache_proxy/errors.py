@@ -11,6 +11,7 @@
     │   ├── UpstreamOverloaded    503
     │   ├── UpstreamTimeout       504
     │   └── UpstreamClientError   4xx   engine rejected the request: passed through
+    ├── SharedTierUnavailable 503   an admin change could not reach Redis (done locally)
     └── NotReady              503   embedder not loaded yet
 
 `to_openai_body` is the single place an error becomes OpenAI's JSON shape.
@@ -66,6 +67,13 @@ class PayloadTooLarge(ProxyError):
 
 
 class NotReady(ProxyError):
+    status_code = 503
+    error_type = "server_error"
+
+
+class SharedTierUnavailable(ProxyError):
+    """The shared cache tier (Redis) did not answer an admin change that must reach all."""
+
     status_code = 503
     error_type = "server_error"
 

@@ -93,6 +93,35 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.shared_tier_errors = Counter(
+            "cache_proxy_shared_tier_errors",
+            "Redis calls that failed or timed out, by operation",
+            ["operation"],
+            registry=r,
+        )
+        self.shared_tier_up = Gauge(
+            "cache_proxy_shared_tier_up",
+            "1 while the shared tier (Redis) answers, 0 while degraded (embedded backend: 1)",
+            registry=r,
+        )
+        self.replication_seconds = Histogram(
+            "cache_proxy_replication_seconds",
+            "Age of a change-log event (store, removal) when this replica applied it",
+            buckets=(*_FAST_BUCKETS, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.mirror_rebuilds = Counter(
+            "cache_proxy_mirror_rebuilds",
+            "Local mirror rebuilds from Redis (start, reconnect), by tenant",
+            ["tenant"],
+            registry=r,
+        )
+        self.remote_coalesced = Counter(
+            "cache_proxy_remote_coalesced",
+            "Misses that waited for another replica's engine call: served, or fallback",
+            ["tenant", "outcome"],
+            registry=r,
+        )
 
         # Plain per-tenant tallies for /admin/stats (Prometheus counters are write-only).
         self.tallies: defaultdict[str, Tally[str]] = defaultdict(Tally)

@@ -27,7 +27,7 @@ from cache_proxy.replay import new_response_id
 from cache_proxy.schemas import ChatRequest, CompletionRequest, Endpoint, parse_json_body
 from cache_proxy.schemas import validate_request as validate
 from cache_proxy.shadow import ShadowChecker, ShadowRequest, wants_shadow
-from cache_proxy.store import Answer, CacheStore, Entry
+from cache_proxy.store import Answer, CacheBackend, Entry, Lease, NoLease, StoredEntry
 from cache_proxy.tenancy import Tenant, TenantDirectory
 from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
 from cache_proxy.verify.decision import Candidate, HitDecider
@@ -40,11 +40,32 @@ Vector = npt.NDArray[np.float32]
 class CacheControl:
     lookup: bool = True
     store: bool = True
+    max_age: float | None = None  # serve nothing older; store for at most this long
 
     @classmethod
     def from_header(cls, value: str | None) -> CacheControl:
         tokens = {t.strip().lower() for t in (value or "").split(",")}
-        return cls(lookup="no-cache" not in tokens, store="no-store" not in tokens)
+        return cls(
+            lookup="no-cache" not in tokens,
+            store="no-store" not in tokens,
+            max_age=_max_age(tokens),
+        )
+
+    def fresh(self, entry: Entry) -> bool:
+        return self.max_age is None or entry.age_s(time.time()) <= self.max_age
+
+    def ttl_s(self, tenant_ttl_s: float | None) -> float | None:
+        """A request may shorten the tenant's TTL, never lengthen it."""
+        limits = [t for t in (tenant_ttl_s, self.max_age) if t is not None]
+        return min(limits) if limits else None
+
+
+def _max_age(tokens: set[str]) -> float | None:
+    for token in tokens:
+        name, _, value = token.partition("=")
+        if name.strip() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    return None  # absent or malformed: ignored, as HTTP caches do
 
 
 @dataclass(frozen=True)
@@ -91,7 +112,7 @@ class Pipeline:
     def __init__(
         self,
         tenants: TenantDirectory,
-        store: CacheStore,
+        store: CacheBackend,
         embedder: MicroBatcher,
         upstream: Upstream,
         metrics: Metrics,
@@ -109,6 +130,13 @@ class Pipeline:
         self.decider = decider or HitDecider()
         self.coalescer = Coalescer()
         self.shadow = ShadowChecker(upstream, embedder, metrics)
+
+    async def aclose(self) -> None:
+        """Stops the engine calls in flight, background checks, the embedder and the store."""
+        await self.coalescer.aclose()
+        await self.shadow.aclose()
+        await self.embedder.close()
+        await self.store.aclose()
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()
@@ -158,18 +186,18 @@ class Pipeline:
         if call.key.bypass_reason is not None:
             return await self._bypass(call), "bypass"
         if not call.control.lookup:
-            return await self._miss(call, self._join(call, _known(None))), "miss"
+            return await self._miss(call, self._join(call, _known(None)))
         entry = self.store.tenant(call.tenant.name).get_exact(call.key.exact)
-        if entry is not None:
+        if entry is not None and call.control.fresh(entry):
             return self._serve_hit(call, Lookup(entry, "exact", 1.0)), "hit_exact"
         if not self._semantic(call):
-            return await self._miss(call, self._join(call, _known(None))), "miss"
+            return await self._miss(call, self._join(call, _known(None)))
         if call.tenant.policy.speculative_miss:
             return await self._speculate(call)
         found = await self._semantic_lookup(call)
         if found.entry is not None:
             return self._serve_hit(call, found), "hit_semantic"
-        return await self._miss(call, self._join(call, _known(found.vector))), "miss"
+        return await self._miss(call, self._join(call, _known(found.vector)))
 
     async def _speculate(self, call: Call) -> tuple[Response, str]:
         """The engine starts on the request while the semantic lookup runs; a hit aborts it."""
@@ -183,7 +211,7 @@ class Pipeline:
             raise
         vector.set_result(found.vector)
         if found.entry is None:
-            return await self._miss(call, joined), "miss"
+            return await self._miss(call, joined)
         started_by_us = joined.leader and not joined.flight.done
         self._leave(joined)  # the last subscriber leaving cancels the engine request
         if started_by_us:
@@ -197,7 +225,11 @@ class Pipeline:
         started = time.perf_counter()
         hits = cache.search(call.key.partition, vector, self.top_k)
         self.metrics.search_seconds.observe(time.perf_counter() - started)
-        candidates = [Candidate(h.entry.entry_id, h.entry.query_text, h.similarity) for h in hits]
+        candidates = [
+            Candidate(h.entry.entry_id, h.entry.query_text, h.similarity)
+            for h in hits
+            if call.control.fresh(h.entry)
+        ]
         chosen = await self._verify(call, candidates) if candidates else None
         if chosen is None:
             return Lookup(None, vector=vector)
@@ -231,6 +263,7 @@ class Pipeline:
     def _serve_hit(self, call: Call, found: Lookup) -> Response:
         assert found.entry is not None
         answer = found.entry.answer
+        self.store.record_use(call.tenant.name, found.entry)
         if found.match == "semantic":
             self._maybe_shadow(call, found.entry, found.similarity)
         self.metrics.cached_tokens.labels(call.tenant.name).inc(answer.completion_tokens)
@@ -265,7 +298,7 @@ class Pipeline:
     def _join(self, call: Call, vector: Awaitable[Vector | None]) -> Joined:
         """Subscribe to the engine call for this exact request, starting it if none runs."""
         key = (call.tenant.name, call.key.exact, call.control.store)
-        generation = self.store.tenant(call.tenant.name).generation
+        generation = self.store.generation(call.tenant.name)
 
         async def run(flight: Flight) -> None:
             await self._fetch_and_store(call, flight, vector, generation)
@@ -276,44 +309,70 @@ class Pipeline:
     def _leave(self, joined: Joined) -> None:
         self.coalescer.leave(joined.key, joined.flight)
 
-    async def _miss(self, call: Call, joined: Joined) -> Response:
+    async def _miss(self, call: Call, joined: Joined) -> tuple[Response, str]:
         flight, leader = joined.flight, joined.leader
         headers = {"x-cache": "MISS"} if leader else {"x-cache": "MISS", "x-cache-coalesced": "1"}
         if call.control.store:  # the key a complete answer is stored under
             headers["x-cache-entry"] = call.key.exact
-        relay = call.request.stream and flight.streaming
         try:
             await flight.wait_started()
+            relay = call.request.stream and flight.streaming and not flight.remote
             answer = None if relay else await flight.result()
         except BaseException:
             self._leave(joined)
             raise
         if answer is not None:
             self._leave(joined)
+            outcome = "miss"
+            if flight.remote:  # another replica's engine call answered: a hit for this one
+                headers.update({"x-cache": "HIT", "x-cache-match": "exact"})
+                headers.update({"x-cache-similarity": "1.0000", "x-cache-coalesced": "remote"})
+                outcome = "hit_exact"
             if call.request.stream:  # joined a JSON flight: replay its answer as SSE
-                return responses.sse_answer(answer, call.include_usage, headers)
-            return responses.json_answer(answer, headers)
+                return responses.sse_answer(answer, call.include_usage, headers), outcome
+            return responses.json_answer(answer, headers), outcome
         response_id = None if leader else new_response_id(call.endpoint)
-        return responses.sse_from_flight(
+        relayed = responses.sse_from_flight(
             flight,
             call.include_usage,
             response_id,
             headers,
             on_close=lambda: self._leave(joined),
         )
+        return relayed, "miss"
 
     async def _fetch_and_store(
         self, call: Call, flight: Flight, vector: Awaitable[Vector | None], generation: int
     ) -> None:
-        # The leader's form decides the upstream form: streaming costs the engine and the proxy
-        # per-token work that a JSON client would not see anyway.
-        if flight.streaming:
-            answer = await self._fetch_stream(call, flight)
-        else:
-            answer = await self._fetch_json(call, flight)
-        if answer.complete and call.control.store:
-            await self._store(call, answer, await vector, generation)
+        lease = await self._lead_across_replicas(call)
+        if lease is None:  # another replica is asking the engine: wait for its stored answer
+            remote = await self.store.await_remote(call.tenant.name, call.key.exact)
+            served = remote is not None and call.control.fresh(remote)
+            self.metrics.remote_coalesced.labels(
+                call.tenant.name, "served" if served else "fallback"
+            ).inc()
+            if remote is not None and served:
+                flight.finish(remote.answer, remote=True)
+                return
+            lease = NoLease()  # it failed or gave up: ask the engine ourselves
+        try:
+            # The leader's form decides the upstream form: streaming costs the engine and the
+            # proxy per-token work that a JSON client would not see anyway.
+            if flight.streaming:
+                answer = await self._fetch_stream(call, flight)
+            else:
+                answer = await self._fetch_json(call, flight)
+            if answer.complete and call.control.store:
+                await self._store(call, answer, await vector, generation)
+        finally:
+            await lease.release()
         flight.finish(answer)
+
+    async def _lead_across_replicas(self, call: Call) -> Lease | None:
+        """Only answers that will be stored can be shared; the others always lead."""
+        if not call.control.store:
+            return NoLease()
+        return await self.store.lead(call.tenant.name, call.key.exact)
 
     async def _fetch_stream(self, call: Call, flight: Flight) -> Answer:
         body = {**call.body, "stream": True, "stream_options": {"include_usage": True}}
@@ -337,12 +396,23 @@ class Pipeline:
     ) -> None:
         if vector is None and self._semantic(call):
             vector = await self._embed(call.key.query_text)
-        cache = self.store.tenant(call.tenant.name)
-        if cache.generation != generation:
-            return  # invalidated while the engine was answering: the answer may be stale
-        key = call.key
-        cache.put(key.partition, key.exact, key.query_text, answer, vector)
-        self.metrics.entries.labels(call.tenant.name).set(len(cache))
+        ttl_s = call.control.ttl_s(call.tenant.policy.ttl_s)
+        if ttl_s is not None and ttl_s <= 0:
+            return  # max-age=0: the client wants nothing kept
+        now, key = time.time(), call.key
+        entry = StoredEntry(
+            partition=key.partition,
+            exact=key.exact,
+            query_text=key.query_text,
+            answer=answer,
+            vector=vector,
+            created_at=now,
+            expires_at=None if ttl_s is None else now + ttl_s,
+        )
+        # False when invalidated while the engine was answering (the answer may be stale), or
+        # when the shared tier is down: either way the client still gets its answer.
+        await self.store.put(call.tenant.name, entry, generation)
+        self.metrics.entries.labels(call.tenant.name).set(len(self.store.tenant(call.tenant.name)))
 
     # ---- bypass -------------------------------------------------------------------------
     async def _bypass(self, call: Call) -> Response:

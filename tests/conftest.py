@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from cache_proxy.app import create_app
 from cache_proxy.config import EmbeddingSettings, parse_settings
 from cache_proxy.embedding.base import Embedder
 from cache_proxy.embedding.loader import load_embedder
+from tests.support.redis_server import RedisServer
 from tests.support.scripted_upstream import ScriptedUpstream
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,3 +89,19 @@ async def proxy(proxy_factory: ProxyFactory) -> AsyncIterator[ProxyUnderTest]:
 
 def chat(text: str, **params: Any) -> dict[str, Any]:
     return {"model": "tiny", "messages": [{"role": "user", "content": text}], **params}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so tests on the shared server never meet."""
+    return f"t{uuid.uuid4().hex[:12]}:"

@@ -1,6 +1,21 @@
-"""Cached entries per tenant: exact map, FAISS index per partition, LRU bound."""
+"""Cached entries per tenant: a local mirror (exact map, FAISS per partition, LRU, expiry)
+behind a backend: embedded (this process, optional snapshot) or redis (shared by replicas)."""
 
+from cache_proxy.store.backend import CacheBackend, Lease, NoLease, SharedUnavailable
+from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.entry import Answer, Entry
+from cache_proxy.store.identity import CacheSpace
 from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 
-__all__ = ["Answer", "CacheStore", "Entry", "TenantCache"]
+__all__ = [
+    "Answer",
+    "CacheBackend",
+    "CacheSpace",
+    "CacheStore",
+    "Entry",
+    "Lease",
+    "NoLease",
+    "SharedUnavailable",
+    "StoredEntry",
+    "TenantCache",
+]

@@ -42,4 +42,11 @@ class Entry:
     answer: Answer
     vector: npt.NDArray[np.float32] | None
     created_at: float
+    expires_at: float | None = None  # None: no expiry
     hits: int = field(default=0)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def age_s(self, now: float) -> float:
+        return now - self.created_at

@@ -2,11 +2,14 @@
 
 Every lookup is scoped to one tenant's TenantCache: there is no shared index through which
 one tenant's request could reach another tenant's entry. All mutation happens on the event
-loop (operations are sub-millisecond), so no locks are needed.
+loop (operations are sub-millisecond), so no locks are needed. With the Redis backend this is
+the local mirror of the tenant's shared entries, written only by the change-log follower.
+Expired entries are never returned, and `sweep` drops them in expiry order (a heap).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from collections import OrderedDict
@@ -34,6 +37,7 @@ class TenantCache:
         self._by_exact: dict[str, int] = {}
         self._partitions: dict[str, PartitionIndex] = {}
         self._ids = itertools.count(1)
+        self._expiries: list[tuple[float, int]] = []  # heap of (expires_at, entry_id)
         self.evictions = 0
         # Bumped by invalidation: an answer fetched before it must not be stored after it.
         self.generation = 0
@@ -42,17 +46,42 @@ class TenantCache:
         return len(self._entries)
 
     def get_exact(self, exact: str) -> Entry | None:
+        entry = self.peek_exact(exact)
+        return self._touch(entry.entry_id) if entry is not None else None
+
+    def peek_exact(self, exact: str) -> Entry | None:
+        """The live entry under this key, without counting a use."""
         entry_id = self._by_exact.get(exact)
-        return self._touch(entry_id) if entry_id is not None else None
+        if entry_id is None:
+            return None
+        entry = self._entries[entry_id]
+        if entry.expired(time.time()):
+            self._remove(entry_id)
+            return None
+        return entry
 
     def search(self, partition: str, vector: npt.NDArray[np.float32], k: int) -> list[SearchHit]:
         index = self._partitions.get(partition)
         if index is None:
             return []
-        return [
-            SearchHit(self._entries[entry_id], similarity)
-            for entry_id, similarity in index.search(vector, k)
-        ]
+        now = time.time()
+        found = [(self._entries[i], s) for i, s in index.search(vector, k)]
+        return [SearchHit(entry, s) for entry, s in found if not entry.expired(now)]
+
+    def entries(self) -> list[Entry]:
+        """Every entry, least recently used first."""
+        return list(self._entries.values())
+
+    def sweep(self, now: float) -> int:
+        """Drops the entries expired at `now`; returns how many."""
+        dropped = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, entry_id = heapq.heappop(self._expiries)
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.expired(now):
+                self._remove(entry_id)
+                dropped += 1
+        return dropped
 
     def touch(self, entry_id: int) -> Entry | None:
         return self._touch(entry_id)
@@ -64,13 +93,19 @@ class TenantCache:
         query_text: str,
         answer: Answer,
         vector: npt.NDArray[np.float32] | None,
+        expires_at: float | None = None,
+        created_at: float | None = None,
     ) -> Entry:
         old = self._by_exact.get(exact)
         if old is not None:
             self._remove(old)
-        entry = Entry(next(self._ids), partition, exact, query_text, answer, vector, time.time())
-        self._entries[entry.entry_id] = entry
-        self._by_exact[exact] = entry.entry_id
+        created = time.time() if created_at is None else created_at
+        entry_id = next(self._ids)
+        entry = Entry(entry_id, partition, exact, query_text, answer, vector, created, expires_at)
+        self._entries[entry_id] = entry
+        self._by_exact[exact] = entry_id
+        if expires_at is not None:
+            self._push_expiry(expires_at, entry_id)
         if vector is not None:
             self._partition(partition).add(entry.entry_id, vector)
         while len(self._entries) > self._max_entries:
@@ -79,6 +114,7 @@ class TenantCache:
         return entry
 
     def invalidate(self, model: str | None = None) -> int:
+        """Drops every entry (of `model`, when given); later stores of older answers fail."""
         self.generation += 1
         doomed = [e.entry_id for e in self._entries.values() if model in (None, e.answer.model)]
         for entry_id in doomed:
@@ -92,6 +128,14 @@ class TenantCache:
             return False
         self._remove(entry_id)
         return True
+
+    def _push_expiry(self, expires_at: float, entry_id: int) -> None:
+        heapq.heappush(self._expiries, (expires_at, entry_id))
+        if len(self._expiries) > 2 * len(self._entries) + 1024:  # evicted ids pile up: compact
+            self._expiries = [
+                (e.expires_at, e.entry_id) for e in self._entries.values() if e.expires_at
+            ]
+            heapq.heapify(self._expiries)
 
     def _touch(self, entry_id: int) -> Entry | None:
         entry = self._entries.get(entry_id)
@@ -132,6 +176,19 @@ class CacheStore:
 
     def tenant_names(self) -> list[str]:
         return list(self._tenants)
+
+    def new_tenant_cache(self) -> TenantCache:
+        """An empty cache with this store's settings (filled aside, then swapped in)."""
+        return TenantCache(self._dimension, self._max_entries, self._index_kind)
+
+    def replace_tenant(self, name: str, cache: TenantCache) -> None:
+        old = self._tenants.get(name)
+        if old is not None:  # a store begun before the swap must still see the invalidation
+            cache.generation = max(cache.generation, old.generation + 1)
+        self._tenants[name] = cache
+
+    def sweep(self, now: float) -> int:
+        return sum(cache.sweep(now) for cache in self._tenants.values())
 
     def invalidate(self, tenant: str | None = None, model: str | None = None) -> int:
         names = [tenant] if tenant is not None else list(self._tenants)

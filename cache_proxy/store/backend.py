@@ -1,0 +1,88 @@
+"""The store the pipeline talks to: reads from a local mirror, writes through the backend.
+
+    CacheBackend (Protocol)
+    ├── EmbeddedBackend   entries in this process; optional snapshot file (store/embedded.py)
+    └── RedisBackend      entries and a change log in Redis, followed into the local
+                          mirror by every replica (store/redis_backend.py)
+
+Reads (`tenant(name)`: exact map, FAISS search) never leave the process. Writes return
+after the local mirror shows them, so a replica always hits on what it just stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.entry import Entry
+from cache_proxy.store.tenant_cache import TenantCache
+
+
+class SharedUnavailable(Exception):
+    """The shared tier did not answer; what could be done locally was done."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"the shared tier did not answer ({operation})")
+        self.operation = operation
+
+
+class Lease(Protocol):
+    """A claim on one in-flight miss across replicas (cross-replica coalescing)."""
+
+    async def release(self) -> None: ...
+
+
+class CacheBackend(Protocol):
+    kind: str
+
+    def tenant(self, name: str) -> TenantCache:
+        """The local (mirror) cache of one tenant: every read goes here."""
+        ...
+
+    def tenant_names(self) -> list[str]: ...
+
+    def generation(self, tenant: str) -> int:
+        """Changes on every invalidation: a store begun before one must not land after."""
+        ...
+
+    def set_tenants(self, names: Sequence[str]) -> None:
+        """The configured tenants (a reload may add or drop some)."""
+        ...
+
+    async def put(self, tenant: str, entry: StoredEntry, generation: int) -> bool:
+        """Stores an answer; False when an invalidation came between or the tier refused."""
+        ...
+
+    async def invalidate(self, tenant: str | None = None, model: str | None = None) -> int:
+        """Removes the entries of one or all tenants (of `model` when given), on every
+        replica; raises SharedUnavailable when only the local mirror could be cleared."""
+        ...
+
+    async def remove_entry(self, tenant: str, exact: str) -> int: ...
+
+    def record_use(self, tenant: str, entry: Entry) -> None:
+        """A hit on `entry` (LRU order)."""
+        ...
+
+    async def lead(self, tenant: str, exact: str) -> Lease | None:
+        """A lease when this replica should call the engine for this miss (None: another
+        replica is already calling it). Backends without replicas always lead."""
+        ...
+
+    async def await_remote(self, tenant: str, exact: str) -> Entry | None:
+        """The entry another replica's call stores, or None when it gave up or failed."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class NoLease:
+    """The lease of a backend without replicas: nothing to release."""
+
+    async def release(self) -> None:
+        return None

@@ -1,0 +1,183 @@
+"""The default backend: entries in this process, optionally kept across restarts.
+
+With `cache.snapshot_path` every tenant's entries and vectors are written to that file every
+`snapshot_interval_s` and at shutdown (atomically, off the event loop), and loaded at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cache_proxy.config import CacheSettings
+from cache_proxy.store.backend import Lease, NoLease
+from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.entry import Entry
+from cache_proxy.store.identity import CacheSpace
+from cache_proxy.store.snapshot import Record, SnapshotError, read_snapshot, write_snapshot
+from cache_proxy.store.tenant_cache import CacheStore, TenantCache
+
+logger = logging.getLogger(__name__)
+
+
+def stored(entry: Entry) -> StoredEntry:
+    return StoredEntry(
+        partition=entry.partition,
+        exact=entry.exact,
+        query_text=entry.query_text,
+        answer=entry.answer,
+        vector=entry.vector,
+        created_at=entry.created_at,
+        expires_at=entry.expires_at,
+    )
+
+
+def apply_stored(cache: TenantCache, entry: StoredEntry) -> Entry:
+    return cache.put(
+        entry.partition,
+        entry.exact,
+        entry.query_text,
+        entry.answer,
+        entry.vector,
+        expires_at=entry.expires_at,
+        created_at=entry.created_at,
+    )
+
+
+class EmbeddedBackend:
+    kind = "embedded"
+
+    def __init__(self, settings: CacheSettings, space: CacheSpace) -> None:
+        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index)
+        self._settings = settings
+        self._space = space
+        self._snapshot = Path(settings.snapshot_path) if settings.snapshot_path else None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tenants: set[str] | None = None
+        self.snapshot_error: str | None = None
+
+    def tenant(self, name: str) -> TenantCache:
+        return self.mirror.tenant(name)
+
+    def tenant_names(self) -> list[str]:
+        return self.mirror.tenant_names()
+
+    def generation(self, tenant: str) -> int:
+        return self.mirror.tenant(tenant).generation
+
+    def set_tenants(self, names: Sequence[str]) -> None:
+        self._tenants = set(names)
+        for name in self.mirror.tenant_names():
+            if name not in self._tenants:
+                self.mirror.drop_tenant(name)
+
+    async def put(self, tenant: str, entry: StoredEntry, generation: int) -> bool:
+        cache = self.mirror.tenant(tenant)
+        if cache.generation != generation:
+            return False
+        apply_stored(cache, entry)
+        return True
+
+    async def invalidate(self, tenant: str | None = None, model: str | None = None) -> int:
+        return self.mirror.invalidate(tenant=tenant, model=model)
+
+    async def remove_entry(self, tenant: str, exact: str) -> int:
+        return int(self.mirror.tenant(tenant).remove_exact(exact))
+
+    def record_use(self, tenant: str, entry: Entry) -> None:
+        return None  # the mirror's own LRU order is the order
+
+    async def lead(self, tenant: str, exact: str) -> Lease | None:
+        return NoLease()
+
+    async def await_remote(self, tenant: str, exact: str) -> Entry | None:
+        return None
+
+    async def start(self) -> None:
+        if self._snapshot is not None:
+            await self._load_snapshot(self._snapshot)
+            self._tasks.append(asyncio.create_task(self._every_snapshot_interval()))
+        self._tasks.append(asyncio.create_task(self._sweep_forever()))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._snapshot is not None:
+            await self.save_snapshot()
+
+    def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": self.kind, "state": "ok"}
+        if self._snapshot is not None:
+            report["snapshot_path"] = str(self._snapshot)
+        if self.snapshot_error:
+            report["snapshot_error"] = self.snapshot_error
+        return report
+
+    async def save_snapshot(self) -> int:
+        assert self._snapshot is not None
+        records = self._records()  # references only; serialising runs off the loop
+        try:
+            count = await asyncio.to_thread(
+                write_snapshot, self._snapshot, self._space.space_id, records
+            )
+        except OSError as exc:
+            self.snapshot_error = f"{type(exc).__name__}: {exc}"
+            logger.error("cache snapshot not written to %s: %s", self._snapshot, exc)
+            return 0
+        self.snapshot_error = None
+        logger.info("cache snapshot: %d entries written to %s", count, self._snapshot)
+        return count
+
+    def _records(self) -> list[Record]:
+        now = time.time()
+        return [
+            (name, stored(entry))
+            for name in self.mirror.tenant_names()
+            for entry in self.mirror.tenant(name).entries()
+            if not entry.expired(now)
+        ]
+
+    async def _load_snapshot(self, path: Path) -> None:
+        if not path.exists():
+            logger.info("cache snapshot: none at %s yet, starting empty", path)
+            return
+        space, dimension = self._space.space_id, self._space.dimension
+        try:
+            records = await asyncio.to_thread(read_snapshot, path, space, dimension)
+        except SnapshotError as exc:
+            logger.warning("cache snapshot at %s ignored, starting empty: %s", path, exc)
+            return
+        built = await asyncio.to_thread(self._build, records)
+        for tenant, cache in built.items():  # swapped on the loop: readers see whole caches
+            self.mirror.replace_tenant(tenant, cache)
+        loaded = sum(len(c) for c in built.values())
+        logger.info("cache snapshot: %d entries loaded from %s", loaded, path)
+
+    def _build(self, records: list[Record]) -> dict[str, TenantCache]:
+        """Each tenant's cache, built aside in a worker thread."""
+        now, built = time.time(), dict[str, TenantCache]()
+        for tenant, entry in records:
+            if self._tenants is not None and tenant not in self._tenants:
+                continue
+            if entry.expires_at is None or entry.expires_at > now:
+                cache = built.setdefault(tenant, self.mirror.new_tenant_cache())
+                apply_stored(cache, entry)
+        return built
+
+    async def _every_snapshot_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.snapshot_interval_s)
+            await self.save_snapshot()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            self.mirror.sweep(time.time())

@@ -1,0 +1,254 @@
+"""The change-log follower: the one writer of a replica's local mirror in Redis mode.
+
+Per tenant it rebuilds the mirror from Redis (at start, for a new tenant, after an outage),
+then applies the tenant's change log in order: `put` (fetch the entry body), `del`, `inv`.
+Applying every change through the log, the replica's own included, keeps the mirror in the
+order Redis saw the changes; a writer waits until its own event is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from cache_proxy.metrics import Metrics
+from cache_proxy.store.backend import SharedUnavailable
+from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.embedded import apply_stored
+from cache_proxy.store.redis_keys import TenantKeys, stream_position
+from cache_proxy.store.redis_tier import RedisTier
+from cache_proxy.store.tenant_cache import CacheStore, TenantCache
+
+logger = logging.getLogger(__name__)
+READ_COUNT = 512  # change-log events per read
+FETCH_BATCH = 1000  # entry bodies per round trip while rebuilding
+_RETRY_S = (0.2, 0.5, 1.0, 2.0)  # back-off while Redis is down
+Event = tuple[bytes, dict[bytes, bytes]]
+
+
+class Signal:
+    """Wakes everyone waiting at the moment of `notify`."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
+
+
+class ChangeLogFollower:
+    def __init__(
+        self,
+        tier: RedisTier,
+        mirror: CacheStore,
+        keys_for: Callable[[str], TenantKeys],
+        dimension: int,
+        metrics: Metrics,
+    ) -> None:
+        self._tier = tier
+        self._mirror = mirror
+        self._keys_for = keys_for
+        self._dimension = dimension
+        self._metrics = metrics
+        self._positions: dict[str, str] = {}  # tenant -> id of the last applied event
+        self._epochs: dict[str, int] = {}
+        self._tenants: list[str] = []
+        self._stale: set[str] = set()  # tenants whose mirror must be rebuilt first
+        self._stopped = False
+        self.changed = Signal()
+
+    # ---- what the backend asks -------------------------------------------------------
+    def set_tenants(self, names: Sequence[str]) -> None:
+        for name in names:
+            if name not in self._tenants:
+                self._stale.add(name)
+        for name in self._tenants:
+            if name not in names:
+                self._positions.pop(name, None)
+                self._stale.discard(name)
+                self._mirror.drop_tenant(name)
+        self._tenants = list(names)
+
+    @property
+    def tenants(self) -> list[str]:
+        return list(self._tenants)
+
+    @property
+    def rebuilding(self) -> list[str]:
+        return sorted(self._stale)
+
+    def epoch(self, tenant: str) -> int:
+        """The tenant's invalidation epoch as of the last applied event (-1: not yet known)."""
+        return self._epochs.get(tenant, -1) if tenant not in self._stale else -1
+
+    def reached(self, tenant: str, event_id: str) -> bool:
+        position = self._positions.get(tenant)
+        return position is not None and stream_position(position) >= stream_position(event_id)
+
+    async def wait_reached(self, tenant: str, event_id: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.reached(tenant, event_id):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self.changed.wait(remaining)
+        return True
+
+    def mark_all_stale(self) -> None:
+        self._stale.update(self._tenants)
+
+    # ---- the task ----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ends `run` after the read in progress (closing the connection ends that read)."""
+        self._stopped = True
+        self.changed.notify()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopped:
+            try:
+                for tenant in sorted(self._stale):
+                    await self.rebuild(tenant)
+                await self._read_once()
+                failures = 0
+            except SharedUnavailable:
+                if self._stopped:
+                    return
+                self.mark_all_stale()  # what happened meanwhile is read back from Redis
+                await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+                failures += 1
+
+    async def rebuild(self, tenant: str) -> int:
+        """Loads the tenant's entries into a new cache aside, then swaps it in."""
+        started, keys = time.perf_counter(), self._keys_for(tenant)
+        position, epoch, members = await self._tier.call(
+            "rebuild", lambda r: _consistent_view(r, keys), timeout_s=30, probe=True
+        )
+        bodies: list[dict[bytes, bytes]] = []
+        for first in range(0, len(members), FETCH_BATCH):
+            batch = [m.decode() for m in members[first : first + FETCH_BATCH]]
+            bodies += await self._tier.call("rebuild", _fetcher(keys, batch), 30, probe=True)
+            if len(bodies) % (20 * FETCH_BATCH) == 0:
+                logger.info("mirror of %s: %d/%d entries read", tenant, len(bodies), len(members))
+        cache = await asyncio.to_thread(self._build, bodies)
+        if tenant not in self._tenants:
+            return 0  # dropped by a reload meanwhile
+        self._mirror.replace_tenant(tenant, cache)
+        self._positions[tenant], self._epochs[tenant] = position, epoch
+        self._stale.discard(tenant)
+        self._metrics.mirror_rebuilds.labels(tenant).inc()
+        self.changed.notify()
+        logger.info(
+            "mirror of tenant %s rebuilt from Redis: %d entries in %.2f s",
+            tenant,
+            len(cache),
+            time.perf_counter() - started,
+        )
+        return len(cache)
+
+    def _build(self, bodies: list[dict[bytes, bytes]]) -> TenantCache:
+        """A worker thread's job: decode every body and index it (least recently used first)."""
+        cache, now = self._mirror.new_tenant_cache(), time.time()
+        for body in bodies:
+            entry = self._decode(body)
+            if entry is not None and (entry.expires_at is None or entry.expires_at > now):
+                apply_stored(cache, entry)
+        return cache
+
+    async def _read_once(self) -> None:
+        live = [t for t in self._tenants if t not in self._stale and t in self._positions]
+        if not live:
+            await self.changed.wait(1.0)
+            return
+        streams = {self._keys_for(t).log: self._positions[t] for t in live}
+        by_log = {self._keys_for(t).log: t for t in live}
+        reply = await self._tier.read_log(streams, READ_COUNT)
+        for log_key, events in reply or ():
+            tenant = by_log.get(log_key.decode())
+            if tenant is not None:
+                await self._apply(tenant, events)
+        self.changed.notify()
+
+    async def _apply(self, tenant: str, events: list[Event]) -> None:
+        keys = self._keys_for(tenant)
+        wanted = sorted({f[b"exact"].decode() for _, f in events if self._is_put(keys, f)})
+        fetched = await self._tier.call("follow", lambda r: _bodies(r, keys, wanted), probe=True)
+        bodies = dict(zip(wanted, fetched, strict=True))
+        cache, now = self._mirror.tenant(tenant), time.time()
+        for event_id, fields in events:
+            self._apply_event(tenant, keys, cache, fields, bodies)
+            self._positions[tenant] = event_id.decode()
+            self._metrics.replication_seconds.observe(
+                max(0.0, now - stream_position(event_id)[0] / 1000)
+            )
+
+    def _apply_event(
+        self,
+        tenant: str,
+        keys: TenantKeys,
+        cache: TenantCache,
+        fields: dict[bytes, bytes],
+        bodies: dict[str, dict[bytes, bytes]],
+    ) -> None:
+        op = fields.get(b"op", b"").decode()
+        if op == "inv":
+            cache.invalidate(fields.get(b"model", b"").decode() or None)
+            self._epochs[tenant] = int(fields[b"epoch"])
+            return
+        if fields.get(b"space", b"").decode() != keys.space:
+            return  # another embedder or engine identity wrote it: not ours to serve
+        exact = fields[b"exact"].decode()
+        entry = self._decode(bodies.get(exact, {})) if op == "put" else None
+        if entry is None:  # removed, or deleted again before we read it
+            cache.remove_exact(exact)
+        else:
+            apply_stored(cache, entry)
+
+    @staticmethod
+    def _is_put(keys: TenantKeys, fields: dict[bytes, bytes]) -> bool:
+        return fields.get(b"op") == b"put" and fields.get(b"space", b"").decode() == keys.space
+
+    def _decode(self, body: dict[bytes, bytes]) -> StoredEntry | None:
+        if not body:
+            return None
+        try:
+            return StoredEntry.from_fields(body, self._dimension)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable cache entry skipped: %s", type(exc).__name__)
+            return None
+
+
+async def _consistent_view(client: Any, keys: TenantKeys) -> tuple[str, int, list[bytes]]:
+    """The log position, epoch and entry keys at one instant (MULTI/EXEC)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xrevrange(keys.log, count=1)
+    pipe.get(keys.epoch)
+    pipe.zrange(keys.lru, 0, -1)
+    last, epoch, members = await pipe.execute()
+    position = last[0][0].decode() if last else "0-0"
+    return position, int(epoch or 0), list(members)
+
+
+def _fetcher(
+    keys: TenantKeys, exacts: list[str]
+) -> Callable[[Any], Awaitable[list[dict[bytes, bytes]]]]:
+    return lambda client: _bodies(client, keys, exacts)
+
+
+async def _bodies(client: Any, keys: TenantKeys, exacts: list[str]) -> list[dict[bytes, bytes]]:
+    if not exacts:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for exact in exacts:
+        pipe.hgetall(keys.entry(exact))
+    return list(await pipe.execute())

@@ -1,0 +1,274 @@
+"""The shared backend: Redis holds every entry and a change log; each replica searches a
+local FAISS mirror that its follower keeps current (store/follower.py).
+
+Redis is touched on a store (one script), by the follower, by batched LRU updates, and by
+cross-replica single flight (a lease per in-flight miss). When Redis is down the replica keeps
+answering: hits from its mirror (expiry still checked), misses from the engine, nothing
+stored; /readyz says `degraded` and the follower rebuilds the mirror once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from cache_proxy.config import CacheSettings
+from cache_proxy.metrics import Metrics
+from cache_proxy.store import redis_scripts
+from cache_proxy.store.backend import Lease, NoLease, SharedUnavailable
+from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.entry import Entry
+from cache_proxy.store.follower import ChangeLogFollower
+from cache_proxy.store.identity import CacheSpace
+from cache_proxy.store.redis_keys import TenantKeys
+from cache_proxy.store.redis_tier import RedisTier
+from cache_proxy.store.tenant_cache import CacheStore, TenantCache
+
+logger = logging.getLogger(__name__)
+TOUCH_FLUSH_S = 1.0  # hits reach Redis's LRU order in batches, off the hit path
+LEASE_CHECK_S = 0.1  # how often a waiting replica checks that the leader is still alive
+SWEEP_LIMIT = 1000
+
+
+class RedisBackend:
+    kind = "redis"
+
+    def __init__(self, settings: CacheSettings, space: CacheSpace, metrics: Metrics) -> None:
+        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index)
+        self._settings = settings
+        self._redis = settings.redis
+        self._space = space
+        self._metrics = metrics
+        self.replica_id = uuid.uuid4().hex
+        self._tier = RedisTier(settings.redis, metrics)
+        self.follower = ChangeLogFollower(
+            self._tier, self.mirror, self.keys, space.dimension, metrics
+        )
+        self._scripts = {
+            name: self._tier.client.register_script(getattr(redis_scripts, name))
+            for name in ("PUT", "REMOVE", "INVALIDATE", "SWEEP", "RELEASE", "RENEW")
+        }
+        self._touched: defaultdict[str, set[str]] = defaultdict(set)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def keys(self, tenant: str) -> TenantKeys:
+        return TenantKeys(self._redis.key_prefix, tenant, self._space.space_id)
+
+    # ---- reads -------------------------------------------------------------------------
+    def tenant(self, name: str) -> TenantCache:
+        return self.mirror.tenant(name)
+
+    def tenant_names(self) -> list[str]:
+        return self.mirror.tenant_names()
+
+    def generation(self, tenant: str) -> int:
+        return self.follower.epoch(tenant)
+
+    def set_tenants(self, names: Sequence[str]) -> None:
+        self.follower.set_tenants(names)
+
+    def record_use(self, tenant: str, entry: Entry) -> None:
+        self._touched[tenant].add(entry.exact)
+
+    # ---- writes ------------------------------------------------------------------------
+    async def put(self, tenant: str, entry: StoredEntry, generation: int) -> bool:
+        keys, fields = self.keys(tenant), entry.to_fields()
+        expires_ms = 0 if entry.expires_at is None else int(entry.expires_at * 1000)
+        args = [
+            generation,
+            fields["meta"],
+            fields["vec"],
+            entry.answer.model,
+            int(time.time() * 1000),
+            expires_ms,
+            self._settings.max_entries,
+            self._redis.log_max_len,
+            keys.space,
+            entry.exact,
+            keys.entry_prefix,
+        ]
+        script_keys = [keys.entry(entry.exact), keys.lru, keys.expiries, keys.log, keys.epoch]
+        try:
+            done, last_id = await self._run("put", "PUT", [*script_keys, keys.spaces], args)
+        except SharedUnavailable:
+            return False
+        if not done:
+            return False  # an invalidation came first: this answer may be stale
+        # Our own event, applied by the follower like everyone's: the mirror keeps Redis order.
+        await self.follower.wait_reached(tenant, last_id.decode(), self._redis.timeout_s)
+        return True
+
+    async def invalidate(self, tenant: str | None = None, model: str | None = None) -> int:
+        names = [tenant] if tenant is not None else self.follower.tenants
+        removed, unreachable = 0, False
+        for name in names:
+            keys = self.keys(name)
+            args = [keys.base, model or "", self._redis.log_max_len]
+            try:
+                count, event_id, _ = await self._run(
+                    "invalidate", "INVALIDATE", [keys.spaces, keys.epoch, keys.log], args
+                )
+            except SharedUnavailable:
+                unreachable = True
+                removed += self.mirror.invalidate(tenant=name, model=model)
+                continue
+            removed += int(count)
+            await self.follower.wait_reached(name, event_id.decode(), self._redis.timeout_s)
+        if unreachable:
+            raise SharedUnavailable("invalidate")
+        return removed
+
+    async def remove_entry(self, tenant: str, exact: str) -> int:
+        keys = self.keys(tenant)
+        script_keys = [keys.entry(exact), keys.lru, keys.expiries, keys.log]
+        try:
+            removed, event_id = await self._run(
+                "remove", "REMOVE", script_keys, [exact, keys.space, self._redis.log_max_len]
+            )
+        except SharedUnavailable:
+            self.mirror.tenant(tenant).remove_exact(exact)
+            raise
+        if event_id:
+            await self.follower.wait_reached(tenant, event_id.decode(), self._redis.timeout_s)
+        return int(removed)
+
+    # ---- cross-replica single flight -------------------------------------------------------
+    async def lead(self, tenant: str, exact: str) -> Lease | None:
+        key, lease_ms = self.keys(tenant).lease(exact), int(self._redis.lease_s * 1000)
+        try:
+            taken = await self._tier.call(
+                "lease", lambda r: r.set(key, self.replica_id, nx=True, px=lease_ms)
+            )
+        except SharedUnavailable:
+            return NoLease()  # no shared tier: this replica calls the engine itself
+        if not taken:
+            return None
+        return RedisLease(self, key, lease_ms)
+
+    async def await_remote(self, tenant: str, exact: str) -> Entry | None:
+        """Waits for the leader's answer to reach the mirror; a direct read once it let go."""
+        cache, lease_key = self.mirror.tenant(tenant), self.keys(tenant).lease(exact)
+        deadline = time.monotonic() + self._redis.coalesce_wait_s
+        while time.monotonic() < deadline:
+            entry = cache.peek_exact(exact)
+            if entry is not None:
+                return entry
+            await self.follower.changed.wait(LEASE_CHECK_S)
+            try:
+                held = await self._tier.call("lease", lambda r: r.exists(lease_key))
+                if not held:  # stored (maybe not followed yet) or given up
+                    return cache.peek_exact(exact) or await self._read_entry(tenant, exact)
+            except SharedUnavailable:
+                return None
+        return None
+
+    async def _read_entry(self, tenant: str, exact: str) -> Entry | None:
+        key = self.keys(tenant).entry(exact)
+        body: Any = await self._tier.call("read", lambda r: r.hgetall(key))
+        if not body:
+            return None
+        try:
+            found = StoredEntry.from_fields(body, self._space.dimension)
+        except (ValueError, KeyError, TypeError):
+            return None
+        return Entry(
+            -1,  # not in the mirror (the follower adds it): no index id
+            found.partition,
+            found.exact,
+            found.query_text,
+            found.answer,
+            found.vector,
+            found.created_at,
+            found.expires_at,
+        )
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        for job in (self.follower.run, self._flush_touches_forever, self._sweep_forever):
+            self._tasks.append(asyncio.create_task(job()))
+
+    async def aclose(self) -> None:
+        # A blocked XREAD is ended by closing its connection, not by cancelling it: a cancel
+        # inside redis-py's read was seen to be lost, leaving shutdown waiting forever.
+        self.follower.stop()
+        await self._tier.blocking.connection_pool.disconnect()
+        for task in self._tasks[1:]:
+            task.cancel()
+        _, pending = await asyncio.wait(self._tasks, timeout=self._redis.timeout_s + 2)
+        for task in pending:
+            task.cancel()
+            logger.warning("shared-tier task did not stop in time: %s", task.get_name())
+        with contextlib.suppress(SharedUnavailable):
+            await self._flush_touches()
+        await self._tier.aclose()
+
+    def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "backend": self.kind,
+            "state": self._tier.state,
+            "space": self._space.space_id,
+        }
+        if self.follower.rebuilding:
+            report["rebuilding"] = self.follower.rebuilding
+        if self._tier.state != "ok" and self._tier.last_error:
+            report["last_error"] = self._tier.last_error
+        return report
+
+    # ---- background ----------------------------------------------------------------------
+    async def _flush_touches_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TOUCH_FLUSH_S)
+            with contextlib.suppress(SharedUnavailable):
+                await self._flush_touches()
+
+    async def _flush_touches(self) -> None:
+        touched, self._touched = self._touched, defaultdict(set)
+        now_ms = int(time.time() * 1000)
+        for tenant, exacts in touched.items():
+            await self._touch(self.keys(tenant).lru, dict.fromkeys(exacts, now_ms))
+
+    async def _touch(self, lru: str, scores: dict[str, int]) -> None:
+        await self._tier.call("touch", lambda r: r.zadd(lru, scores, xx=True))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            self.mirror.sweep(time.time())
+            for tenant in self.follower.tenants:
+                keys, now_ms = self.keys(tenant), int(time.time() * 1000)
+                with contextlib.suppress(SharedUnavailable):
+                    await self._run(
+                        "sweep", "SWEEP", [keys.spaces], [keys.base, now_ms, SWEEP_LIMIT]
+                    )
+
+    async def _run(self, operation: str, script: str, keys: list[str], args: list[Any]) -> Any:
+        runner = self._scripts[script]
+        return await self._tier.call(operation, lambda r: runner(keys=keys, args=args, client=r))
+
+
+class RedisLease:
+    """Held while this replica's engine call runs; renewed so a long answer keeps it."""
+
+    def __init__(self, backend: RedisBackend, key: str, lease_ms: int) -> None:
+        self._backend, self._key, self._lease_ms = backend, key, lease_ms
+        self._renewal = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        holder = self._backend.replica_id
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            with contextlib.suppress(SharedUnavailable):
+                await self._backend._run("lease", "RENEW", [self._key], [holder, self._lease_ms])
+
+    async def release(self) -> None:
+        self._renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._renewal
+        with contextlib.suppress(SharedUnavailable):
+            await self._backend._run("lease", "RELEASE", [self._key], [self._backend.replica_id])

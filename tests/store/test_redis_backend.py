@@ -1,0 +1,226 @@
+"""The Redis backend against a real redis-server: replicas share entries through the change
+log, invalidations reach every mirror, tenants and cache spaces stay apart, TTL and the
+entry bound hold in Redis and in the mirrors, a new replica rebuilds, and Redis going away
+degrades to misses instead of errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache_proxy.config import CacheSettings, RedisSettings
+from cache_proxy.metrics import Metrics
+from cache_proxy.store import Answer, CacheSpace, NoLease, StoredEntry
+from cache_proxy.store.redis_backend import RedisBackend
+from tests.support.redis_server import RedisServer
+
+DIM = 8
+SPACE = CacheSpace("embedder-a", DIM, "rev-1")
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def entry(i: int, ttl_s: float | None = None, model: str = "m") -> StoredEntry:
+    now = time.time()
+    return StoredEntry(
+        partition="p",
+        exact=f"exact-{i}",
+        query_text=f"question {i}",
+        answer=Answer("chat", model, f"answer {i}", "stop"),
+        vector=unit(i),
+        created_at=now,
+        expires_at=None if ttl_s is None else now + ttl_s,
+    )
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def settings(url: str, prefix: str, **cache: object) -> CacheSettings:
+    redis = RedisSettings(url=url, key_prefix=prefix, timeout_s=0.5, lease_s=2)
+    return CacheSettings(backend="redis", redis=redis, sweep_interval_s=0.2, **cache)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def replica(redis_server: RedisServer, redis_prefix: str) -> Callable[..., object]:
+    @asynccontextmanager
+    async def make(
+        tenants: tuple[str, ...] = ("acme",),
+        space: CacheSpace = SPACE,
+        url: str | None = None,
+        **cache: object,
+    ) -> AsyncIterator[RedisBackend]:
+        backend = RedisBackend(
+            settings(url or redis_server.url, redis_prefix, **cache), space, Metrics()
+        )
+        backend.set_tenants(list(tenants))
+        await backend.start()
+        try:
+            await until(lambda: not backend.follower.rebuilding)
+            yield backend
+        finally:
+            await backend.aclose()
+
+    return make
+
+
+async def put(backend: RedisBackend, tenant: str, stored: StoredEntry) -> bool:
+    return await backend.put(tenant, stored, backend.generation(tenant))
+
+
+async def test_an_entry_stored_through_one_replica_is_found_by_another(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a, replica() as b:
+        assert await put(a, "acme", entry(1))
+        assert a.tenant("acme").peek_exact("exact-1") is not None  # the writer sees it at once
+        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        hits = b.tenant("acme").search("p", unit(1), 2)
+        assert hits[0].entry.answer.content == "answer 1"
+        assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_invalidate_and_flush_through_one_replica_reach_the_other(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a, replica() as b:
+        for i in range(3):
+            await put(a, "acme", entry(i, model="old" if i < 2 else "new"))
+        await until(lambda: len(b.tenant("acme")) == 3)
+        assert await b.invalidate("acme", model="old") == 2
+        await until(lambda: len(a.tenant("acme")) == 1)
+        assert a.tenant("acme").peek_exact("exact-2") is not None
+        assert await a.remove_entry("acme", "exact-2") == 1
+        await until(lambda: len(b.tenant("acme")) == 0)
+        await put(b, "acme", entry(5))
+        assert await a.invalidate() == 1  # flush: every tenant
+        await until(lambda: len(b.tenant("acme")) == 0 and len(a.tenant("acme")) == 0)
+
+
+async def test_a_store_begun_before_an_invalidation_is_refused(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a, replica() as b:
+        generation = a.generation("acme")
+        await b.invalidate("acme")
+        assert not await a.put("acme", entry(1), generation)
+        assert a.tenant("acme").peek_exact("exact-1") is None
+        await until(lambda: a.generation("acme") != generation)
+        assert await put(a, "acme", entry(1))
+
+
+async def test_tenants_are_apart_in_redis_and_in_every_mirror(  # type: ignore[no-untyped-def]
+    replica, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    async with replica(("acme", "globex")) as a, replica(("acme", "globex")) as b:
+        await put(a, "acme", entry(1))
+        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        assert b.tenant("globex").peek_exact("exact-1") is None
+        assert b.tenant("globex").search("p", unit(1), 4) == []
+        assert await b.remove_entry("globex", "exact-1") == 0  # not reachable by key either
+        keys = [k.decode() for k in redis_server.client().keys(f"{redis_prefix}*")]
+        assert keys and all(k.startswith(f"{redis_prefix}{{acme}}:") for k in keys)
+
+
+async def test_another_cache_space_never_sees_the_entries(replica) -> None:  # type: ignore[no-untyped-def]
+    new_engine = CacheSpace("embedder-a", DIM, "rev-2")
+    async with replica() as old, replica(space=new_engine) as new:
+        await put(old, "acme", entry(1))
+        await put(new, "acme", entry(2))
+        await until(lambda: old.tenant("acme").peek_exact("exact-1") is not None)
+        await until(lambda: new.tenant("acme").peek_exact("exact-2") is not None)
+        assert new.tenant("acme").peek_exact("exact-1") is None
+        assert old.tenant("acme").peek_exact("exact-2") is None
+        assert await new.invalidate("acme") == 2  # an admin flush drops the old space too
+
+
+async def test_ttl_expires_in_redis_and_in_every_mirror(  # type: ignore[no-untyped-def]
+    replica, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    async with replica() as a, replica() as b:
+        await put(a, "acme", entry(1, ttl_s=0.6))
+        await put(a, "acme", entry(2))
+        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        key = a.keys("acme").entry("exact-1")
+        assert 0 < redis_server.client().pttl(key) <= 600
+        await until(lambda: b.tenant("acme").peek_exact("exact-1") is None)
+        assert b.tenant("acme").search("p", unit(1), 1)[0].entry.exact == "exact-2"
+        await until(lambda: len(b.tenant("acme")) == 1 and len(a.tenant("acme")) == 1)
+        lru = a.keys("acme").lru
+        await until(lambda: redis_server.client().zcard(lru) == 1)
+        assert not redis_server.client().exists(key)
+
+
+async def test_the_entry_bound_holds_in_redis_and_evictions_leave_every_mirror(  # type: ignore[no-untyped-def]
+    replica, redis_server: RedisServer
+) -> None:
+    async with replica(max_entries=3) as a, replica(max_entries=3) as b:
+        for i in range(5):
+            await put(a, "acme", entry(i))
+        await until(lambda: b.tenant("acme").peek_exact("exact-4") is not None)
+        assert redis_server.client().zcard(a.keys("acme").lru) == 3
+        for mirror in (a, b):
+            assert len(mirror.tenant("acme")) == 3
+            assert mirror.tenant("acme").peek_exact("exact-0") is None
+
+
+async def test_a_new_replica_rebuilds_its_mirror_from_redis(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a:
+        for i in range(25):
+            await put(a, "acme", entry(i))
+    async with replica() as late:
+        assert len(late.tenant("acme")) == 25
+        assert late.tenant("acme").search("p", unit(7), 1)[0].entry.exact == "exact-7"
+
+
+async def test_one_replica_leads_a_miss_and_the_other_gets_its_answer(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a, replica() as b:
+        lease = await a.lead("acme", "exact-1")
+        assert lease is not None and not isinstance(lease, NoLease)
+        assert await b.lead("acme", "exact-1") is None
+        waiting = asyncio.create_task(b.await_remote("acme", "exact-1"))
+        await put(a, "acme", entry(1))
+        await lease.release()
+        found = await asyncio.wait_for(waiting, 5)
+        assert found is not None and found.answer.content == "answer 1"
+
+
+async def test_a_leader_that_gives_up_releases_the_followers_at_once(replica) -> None:  # type: ignore[no-untyped-def]
+    async with replica() as a, replica() as b:  # b would wait 60 s (coalesce_wait_s)
+        lease = await a.lead("acme", "exact-9")
+        assert lease is not None
+        waiting = asyncio.create_task(b.await_remote("acme", "exact-9"))
+        await lease.release()  # e.g. the engine failed: nothing stored
+        started = time.monotonic()
+        assert await asyncio.wait_for(waiting, 5) is None
+        assert time.monotonic() - started < 2
+        assert await b.lead("acme", "exact-9") is not None
+
+
+async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-untyped-def]
+    replica, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        async with replica(url=server.url) as a:
+            await put(a, "acme", entry(1))
+            server.stop()
+            started = time.monotonic()
+            assert not await put(a, "acme", entry(2))
+            assert time.monotonic() - started < 1.5  # bounded by the configured timeout
+            assert a.health()["state"] == "degraded"
+            assert isinstance(await a.lead("acme", "exact-3"), NoLease)
+            assert a.tenant("acme").peek_exact("exact-1") is not None  # hits still served
+            server.start()
+            await until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
+            assert await put(a, "acme", entry(2))
+            assert a.tenant("acme").peek_exact("exact-1") is not None  # kept by Redis (AOF)
+    finally:
+        server.stop()
