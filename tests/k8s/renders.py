@@ -26,6 +26,8 @@ ALL_ON = (
     "secrets.data.default-api-key=test-tenant-key",
     "secrets.data.engine-api-key=test-engine-key",
     "proxy.verifiers.existingClaim=trained-verifiers",
+    "proxy.config.cache.snapshot_path=/var/lib/cache-proxy/snapshot.bin",
+    "proxy.snapshot.existingClaim=cache-snapshot",
 )
 STANDALONE = ("topology=standalone", "engine.config.host=0.0.0.0")
 

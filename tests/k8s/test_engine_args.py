@@ -19,7 +19,11 @@ pytestmark = pytest.mark.k8s
 
 ENGINE_CONFIGS = sorted((REPO / "engine" / "configs").glob("*.yaml"))
 # Example values file -> the engine config file it must mirror (same model on the same GPUs).
-EXAMPLE_ENGINE_CONFIG = {"gpu-l4-awq.yaml": "gpu-awq.yaml", "gpu-h100-tp2.yaml": "gpu-tp2.yaml"}
+EXAMPLE_ENGINE_CONFIG = {
+    "gpu-l4-awq.yaml": "gpu-awq.yaml",
+    "gpu-h100-tp2.yaml": "gpu-tp2.yaml",
+    "gpu-multi-replica-redis.yaml": "gpu-awq.yaml",
+}
 
 
 def engine_cli(config: Path, output_format: str) -> str:

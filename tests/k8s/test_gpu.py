@@ -13,7 +13,11 @@ from tests.k8s.chart import EXAMPLES, containers, engine_deployment, pod_spec, r
 pytestmark = pytest.mark.k8s
 
 BY_NAME = {path.name: path for path in EXAMPLES}
-GPU_EXAMPLES = [BY_NAME["gpu-l4-awq.yaml"], BY_NAME["gpu-h100-tp2.yaml"]]
+GPU_EXAMPLES = [
+    BY_NAME["gpu-l4-awq.yaml"],
+    BY_NAME["gpu-h100-tp2.yaml"],
+    BY_NAME["gpu-multi-replica-redis.yaml"],
+]
 CPU_EXAMPLE = BY_NAME["cpu-dev.yaml"]
 
 

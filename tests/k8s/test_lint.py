@@ -14,7 +14,12 @@ pytestmark = pytest.mark.k8s
 
 def test_examples_exist() -> None:
     names = {path.name for path in EXAMPLES}
-    assert {"gpu-l4-awq.yaml", "gpu-h100-tp2.yaml", "cpu-dev.yaml"} <= names
+    assert {
+        "gpu-l4-awq.yaml",
+        "gpu-h100-tp2.yaml",
+        "gpu-multi-replica-redis.yaml",
+        "cpu-dev.yaml",
+    } <= names
 
 
 def test_lint_default_values() -> None:

@@ -144,6 +144,7 @@ def test_tenant_edits_do_not_roll_the_pods() -> None:
             "json:tenants.default.threshold=0.8",
             "json:tenants.default.max_temperature=0.5",
             "tenants.default.verify.guards.entities=true",
+            "tenants.default.ttl_s=3600",
         ]
     )
     assert proxy_config(after)["tenants"] != proxy_config(before)["tenants"]
@@ -159,6 +160,9 @@ def test_tenant_edits_do_not_roll_the_pods() -> None:
         "proxy.config.server.max_body_bytes=10",
         "proxy.config.upstream.read_timeout_s=30",
         "engine.config.port=8001",  # moves upstream.url
+        "engine.modelRevision=abc123",  # moves upstream.revision
+        "proxy.config.cache.backend=redis,proxy.redis.urlSecret.name=redis",
+        "proxy.config.cache.snapshot_path=/var/lib/cache-proxy/snapshot.bin",
     ],
 )
 def test_restart_requiring_sections_roll_the_pods(change: str) -> None:

@@ -33,6 +33,19 @@ BAD_VALUES = {
     "clear-text engine key": ["proxy.config.upstream.api_key=hunter2"],
     "bad tenant name": ['json:tenants={"acme corp": {"threshold": 0.9}}'],
     "no tenants (default dropped, none added)": ["tenants.default=null"],
+    "enum: cache backend": ["proxy.config.cache.backend=memcached"],
+    "unknown cache.redis key": ["proxy.config.cache.redis.password=hunter2"],
+    "out of range: redis timeout over 30 s": ["proxy.config.cache.redis.timeout_s=31"],
+    "out of range: redis timeout 0": ["proxy.config.cache.redis.timeout_s=0"],
+    "out of range: redis log_max_len": ["proxy.config.cache.redis.log_max_len=999"],
+    "redis url scheme": ["proxy.config.cache.redis.url=http://redis:6379"],
+    "relative snapshot_path": ["proxy.config.cache.snapshot_path=snapshot.bin"],
+    "snapshot_path in /": ["proxy.config.cache.snapshot_path=/snapshot.bin"],
+    "out of range: snapshot_interval_s": ["proxy.config.cache.snapshot_interval_s=0"],
+    "out of range: tenant ttl_s 0": ["tenants.default.ttl_s=0"],
+    "wrong type: tenant ttl_s": ["tenants.default.ttl_s=forever"],
+    "unknown proxy.redis key": ["proxy.redis.url=redis://redis:6379"],
+    "empty redis secret key": ["proxy.redis.urlSecret.key="],
 }
 
 
@@ -55,6 +68,20 @@ GOOD_VALUES = {
     "drop the default tenant": ['json:tenants.acme={"threshold": 0.9}', "tenants.default=null"],
     "batched tokens": ["engine.config.max_num_batched_tokens=8192"],
     "cpu device": ["engine.config.device=cpu", "engine.gpu.count=0"],
+    "tenant ttl_s": ["json:tenants.default.ttl_s=86400.5"],
+    "tenant ttl_s null": ["tenants.default.ttl_s=null"],
+    "redis with a TLS url": [
+        "proxy.config.cache.backend=redis",
+        "proxy.config.cache.redis.url=rediss://redis.internal:6380/0",
+        "json:proxy.config.cache.redis.timeout_s=0.25",
+        "proxy.config.cache.redis.log_max_len=1000",
+    ],
+    "snapshot file": ["proxy.config.cache.snapshot_path=/var/lib/cache-proxy/snapshot.bin"],
+    "engine identity set by hand": [
+        "proxy.config.upstream.revision=sha256:abc",
+        "proxy.config.upstream.quantization=awq",
+        "proxy.config.upstream.chat_template_digest=sha256:def",
+    ],
 }
 
 

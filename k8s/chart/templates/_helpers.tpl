@@ -182,15 +182,74 @@ Proxy config (docs/CONTRACTS.md): built as a dict so the checksum can leave `ten
 {{- end }}
 {{- end }}
 
+{{/* upstream.revision when unset: engine.config.model[@engine.modelRevision]. */}}
+{{- define "vsc.engineRevision" -}}
+{{- .Values.engine.config.model }}{{ with .Values.engine.modelRevision }}@{{ . }}{{ end }}
+{{- end }}
+
+{{/* proxy.config.cache.backend: embedded (default) or redis. */}}
+{{- define "vsc.cacheBackend" -}}
+{{- dig "cache" "backend" "embedded" .Values.proxy.config | default "embedded" }}
+{{- end }}
+
+{{/* proxy.config.cache.snapshot_path, "" when unset. */}}
+{{- define "vsc.snapshotPath" -}}
+{{- dig "cache" "snapshot_path" "" .Values.proxy.config | default "" }}
+{{- end }}
+
+{{/* Env var the chart fills from proxy.redis.urlSecret (cache.redis.url_env points at it). */}}
+{{- define "vsc.redisUrlEnv" -}}CACHE_PROXY_REDIS_URL{{- end }}
+
+{{/* Refuses cache settings the pod could not run: redis without a URL, snapshot with redis,
+a snapshot directory that would hide the config, the image's model files or the verifiers. */}}
+{{- define "vsc.checkCache" -}}
+{{- $redis := dig "cache" "redis" dict .Values.proxy.config | default dict }}
+{{- $snapshot := include "vsc.snapshotPath" . }}
+{{- if eq (include "vsc.cacheBackend" .) "redis" }}
+{{- if not (or .Values.proxy.redis.urlSecret.name $redis.url $redis.url_env) }}
+{{- fail "proxy.config.cache.backend is redis: set proxy.redis.urlSecret.name (an existing Secret whose key proxy.redis.urlSecret.key holds the redis:// or rediss:// URL), or proxy.config.cache.redis.url / url_env" }}
+{{- end }}
+{{- if $snapshot }}
+{{- fail "proxy.config.cache.snapshot_path is for the embedded backend: with proxy.config.cache.backend redis, Redis is the durable store; unset snapshot_path" }}
+{{- end }}
+{{- end }}
+{{- if $snapshot }}
+{{- $dir := dir $snapshot }}
+{{- $taken := list "/etc/cache-proxy" "/opt/cache-proxy" }}
+{{- if .Values.proxy.verifiers.existingClaim }}{{ $taken = append $taken .Values.proxy.verifiers.mountPath }}{{ end }}
+{{- range $taken }}
+{{- if or (eq $dir .) (hasPrefix (printf "%s/" (trimSuffix "/" $dir)) .) }}
+{{- fail (printf "proxy.config.cache.snapshot_path %q: its directory %s would be mounted over %s; use a directory of its own, e.g. /var/lib/cache-proxy/snapshot.bin" $snapshot $dir .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The restart-requiring sections: everything but tenants. */}}
 {{- define "vsc.proxyStaticConfig" -}}
+{{- include "vsc.checkCache" . }}
 {{- $cfg := deepCopy .Values.proxy.config }}
 {{- $up := get $cfg "upstream" | default dict }}
 {{- $_ := set $up "url" (include "vsc.upstreamUrl" .) }}
 {{- if .Values.engine.apiKeySecretKey }}
 {{- $_ := set $up "api_key_env" "UPSTREAM_API_KEY" }}
 {{- end }}
+{{- if not $up.revision }}
+{{- $_ := set $up "revision" (include "vsc.engineRevision" .) }}
+{{- end }}
+{{- if not $up.quantization }}
+{{- $_ := set $up "quantization" .Values.engine.config.quantization }}
+{{- end }}
 {{- $_ := set $cfg "upstream" $up }}
+{{- if eq (include "vsc.cacheBackend" .) "redis" }}
+{{- $cache := get $cfg "cache" | default dict }}
+{{- $redis := get $cache "redis" | default dict }}
+{{- if not (or $redis.url $redis.url_env) }}
+{{- $_ := set $redis "url_env" (include "vsc.redisUrlEnv" .) }}
+{{- end }}
+{{- $_ := set $cache "redis" $redis }}
+{{- $_ := set $cfg "cache" $cache }}
+{{- end }}
 {{- if .Values.proxy.adminTokenSecretKey }}
 {{- $admin := get $cfg "admin" | default dict }}
 {{- $_ := set $admin "token_env" "CACHE_PROXY_ADMIN_TOKEN" }}
@@ -236,7 +295,7 @@ Proxy config (docs/CONTRACTS.md): built as a dict so the checksum can leave `ten
 {{- include "vsc.proxyStaticConfig" . | sha256sum }}
 {{- end }}
 
-{{/* Proxy env vars from the keys Secret: admin token, upstream key, tenant keys. */}}
+{{/* Proxy env vars from Secrets: admin token, upstream key, Redis URL, tenant keys. */}}
 {{- define "vsc.proxySecretEnv" -}}
 {{- $secret := include "vsc.secretName" . }}
 {{- if .Values.proxy.adminTokenSecretKey }}
@@ -252,6 +311,14 @@ Proxy config (docs/CONTRACTS.md): built as a dict so the checksum can leave `ten
     secretKeyRef:
       name: {{ $secret }}
       key: {{ .Values.engine.apiKeySecretKey }}
+{{- end }}
+{{- $redisSecret := .Values.proxy.redis.urlSecret }}
+{{- if and (eq (include "vsc.cacheBackend" .) "redis") $redisSecret.name }}
+- name: {{ include "vsc.redisUrlEnv" . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redisSecret.name }}
+      key: {{ $redisSecret.key }}
 {{- end }}
 {{- range $name, $t := .Values.tenants }}
 {{- range $i, $key := $t.apiKeysFromSecret }}

@@ -72,6 +72,11 @@ Proxy container and its config volume (sidecar and standalone).
       mountPath: {{ .Values.proxy.verifiers.mountPath }}
       readOnly: true
     {{- end }}
+    {{- with (include "vsc.snapshotPath" .) }}
+    # cache.snapshot_path's directory: the embedded cache survives restarts (proxy.snapshot).
+    - name: cache-snapshot
+      mountPath: {{ dir . }}
+    {{- end }}
     {{- with .Values.proxy.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -86,6 +91,16 @@ Proxy container and its config volume (sidecar and standalone).
   persistentVolumeClaim:
     claimName: {{ . }}
     readOnly: true
+{{- end }}
+{{- if include "vsc.snapshotPath" . }}
+- name: cache-snapshot
+{{- with .Values.proxy.snapshot.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ . }}
+{{- else }}
+  # Survives container restarts, not pod deletion: set proxy.snapshot.existingClaim for that.
+  emptyDir: {}
+{{- end }}
 {{- end }}
 {{- with .Values.proxy.extraVolumes }}
 {{ toYaml . }}
