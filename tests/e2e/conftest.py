@@ -21,6 +21,7 @@ PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 @contextmanager
 def proxy_process(config: dict[str, Any], tmp: Path, log_name: str = "proxy.log") -> Iterator[str]:
     """`cache-proxy serve --config` as a user runs it: uvicorn, real MiniLM, real FAISS."""
+    tmp.mkdir(parents=True, exist_ok=True)
     config_path = tmp / "proxy.yaml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
