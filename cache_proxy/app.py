@@ -138,6 +138,9 @@ async def _load(runtime: Runtime, embedder: Embedder | None) -> None:
         store.set_tenants(runtime.tenants.names)
         await store.start()
         runtime.build_pipeline(embedder, store)
+        verdicts = store.verdict_log()
+        if verdicts is not None and runtime.pipeline is not None:
+            runtime.pipeline.shadow.share_through(verdicts, lambda: runtime.tenants.names)
         logger.info(
             "embedder ready (dimension %d); cache backend %s, space %s",
             embedder.dimension,

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from cache_proxy.assemble import answer_from_json
 from cache_proxy.embedding import MicroBatcher
 from cache_proxy.metrics import Metrics
 from cache_proxy.schemas import Endpoint
-from cache_proxy.store import Answer
+from cache_proxy.store import Answer, Verdict, VerdictLog
 from cache_proxy.upstream import PATHS, Upstream
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ MAX_IN_FLIGHT = 4
 SUSPECTS_KEPT = 100  # per tenant
 VERDICTS_KEPT = 2000  # per tenant: the window adaptive thresholds are computed over
 MIN_VERDICTS = 30  # fewer verdicts at a similarity level say too little to act on
+SHARED_REFRESH_S = 5.0  # how often a replica reads the tenant's verdicts of every replica
 _Z95 = 1.96
-Verdict = tuple[float, bool]  # (similarity of the served hit, suspect)
 
 
 def tightened_threshold(verdicts: Sequence[Verdict], configured: float, target: float) -> float:
@@ -103,6 +103,33 @@ class ShadowChecker:
         self._tallies: dict[str, Counter[str]] = {}
         self._verdicts: dict[str, deque[Verdict]] = {}
         self._thresholds: dict[tuple[str, float, float], float] = {}
+        self._shared: VerdictLog | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def share_through(self, log: VerdictLog, tenants: Callable[[], Sequence[str]]) -> None:
+        """Verdicts go to `log` too, and every SHARED_REFRESH_S the tenant's window becomes
+        the verdicts of all replicas: the bound is judged on the deployment's traffic."""
+        self._shared = log
+        self._spawn(self._refresh_forever(tenants))
+
+    async def refresh_shared(self, tenants: Sequence[str]) -> None:
+        if self._shared is None:
+            return
+        for tenant in tenants:
+            verdicts = await self._shared.recent_verdicts(tenant, VERDICTS_KEPT)
+            if verdicts is not None:  # oldest first, like the local window
+                self._verdicts[tenant] = deque(reversed(verdicts), maxlen=VERDICTS_KEPT)
+                self._forget_thresholds(tenant)
+
+    async def _refresh_forever(self, tenants: Callable[[], Sequence[str]]) -> None:
+        while True:
+            await asyncio.sleep(SHARED_REFRESH_S)
+            await self.refresh_shared(tenants())
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def submit(self, request: ShadowRequest) -> bool:
         if len(self._tasks) >= MAX_IN_FLIGHT:
@@ -126,6 +153,11 @@ class ShadowChecker:
 
     def record(self, tenant: str, similarity: float, suspect: bool) -> None:
         self._verdicts.setdefault(tenant, deque(maxlen=VERDICTS_KEPT)).append((similarity, suspect))
+        self._forget_thresholds(tenant)
+        if self._shared is not None:
+            self._spawn(self._shared.add_verdict(tenant, (similarity, suspect), VERDICTS_KEPT))
+
+    def _forget_thresholds(self, tenant: str) -> None:
         for key in [k for k in self._thresholds if k[0] == tenant]:
             del self._thresholds[key]
 
@@ -148,9 +180,10 @@ class ShadowChecker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _check(self, request: ShadowRequest) -> None:
         try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
 from cache_proxy.app import create_app
 from cache_proxy.config import parse_settings
 from cache_proxy.embedding.base import Embedder
-from tests.conftest import TWO_TENANTS, ProxyUnderTest, chat
+from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 from tests.support.embedders import GatedEmbedder
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import free_port
@@ -61,3 +62,32 @@ async def test_models_passthrough_needs_a_tenant_key(proxy: ProxyUnderTest) -> N
     assert (await proxy.client.get("/v1/models")).status_code == 401
     models = await proxy.client.get("/v1/models", headers=proxy.headers())
     assert models.json()["data"][0]["id"] == "scripted"
+
+
+async def test_readyz_reports_the_embedded_backend(proxy: ProxyUnderTest) -> None:
+    ready = await proxy.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["shared_tier"] == {"backend": "embedded", "state": "ok"}
+
+
+async def test_unreachable_redis_degrades_without_failing_requests_or_readiness(
+    proxy_factory: ProxyFactory,
+) -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    cache = {"backend": "redis", "redis": {"url": nobody, "timeout_s": 0.2}}
+    async with proxy_factory({**TWO_TENANTS, "cache": cache}) as proxy:
+        for _ in range(2):  # the second one meets the open breaker: no wait at all
+            started = time.monotonic()
+            answer = await proxy.client.post(
+                "/v1/chat/completions", json=chat("Is Redis up?"), headers=proxy.headers()
+            )
+            assert answer.status_code == 200 and answer.headers["x-cache"] == "MISS"
+            assert time.monotonic() - started < 2
+        ready = await proxy.client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert ready.json()["shared_tier"]["state"] in ("connecting", "degraded")
+        assert "redis://" not in ready.text  # the URL may carry a password
+        admin = {"authorization": "Bearer admin-secret"}
+        flush = await proxy.client.post("/admin/flush", headers=admin)
+        assert flush.status_code == 503 and flush.json()["error"]["type"] == "server_error"
+        assert proxy.upstream.completions_called == 2  # nothing was stored or shared

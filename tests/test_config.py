@@ -39,6 +39,10 @@ def test_the_minimal_file_is_accepted_as_is(tmp_path: Path) -> None:
         ({"tenants": {"a": {}}, "colour": "blue"}, "unknown key 'colour'"),
         ({"tenants": {"a": {}}, "open_access": True}, "open_access"),
         ([], "top level"),
+        ({"tenants": {"a": {}}, "cache": {"backend": "redis"}}, "cache.redis.url"),
+        ({"tenants": {"a": {}}, "cache": {"redis": {"url": "http://r:6379"}}}, "cache.redis.url"),
+        ({"tenants": {"a": {"ttl_s": 0}}}, "tenants.a.ttl_s"),
+        ({"tenants": {"a": {}}, "cache": {"backend": "memcached"}}, "cache.backend"),
     ],
 )
 def test_errors_name_the_key(raw: object, named: str) -> None:
@@ -71,3 +75,10 @@ def test_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("tenants: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(path)
+
+
+def test_redis_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://:secret@redis.example:6380/0")
+    cache = {"backend": "redis", "redis": {"url_env": "REDIS_URL"}}
+    settings = parse_settings({"tenants": {"a": {}}, "cache": cache})
+    assert settings.cache.redis.resolved_url() == "rediss://:secret@redis.example:6380/0"

@@ -1,7 +1,14 @@
 """Cached entries per tenant: a local mirror (exact map, FAISS per partition, LRU, expiry)
 behind a backend: embedded (this process, optional snapshot) or redis (shared by replicas)."""
 
-from cache_proxy.store.backend import CacheBackend, Lease, NoLease, SharedUnavailable
+from cache_proxy.store.backend import (
+    CacheBackend,
+    Lease,
+    NoLease,
+    SharedUnavailable,
+    Verdict,
+    VerdictLog,
+)
 from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.entry import Answer, Entry
 from cache_proxy.store.identity import CacheSpace
@@ -18,4 +25,6 @@ __all__ = [
     "SharedUnavailable",
     "StoredEntry",
     "TenantCache",
+    "Verdict",
+    "VerdictLog",
 ]

@@ -27,6 +27,19 @@ class SharedUnavailable(Exception):
         self.operation = operation
 
 
+Verdict = tuple[float, bool]  # (similarity of a served hit, judged suspect)
+
+
+class VerdictLog(Protocol):
+    """Shadow verdicts of every replica of a tenant, so the adaptive threshold sees them all."""
+
+    async def add_verdict(self, tenant: str, verdict: Verdict, keep: int) -> None: ...
+
+    async def recent_verdicts(self, tenant: str, keep: int) -> list[Verdict] | None:
+        """Newest first; None when the shared tier did not answer."""
+        ...
+
+
 class Lease(Protocol):
     """A claim on one in-flight miss across replicas (cross-replica coalescing)."""
 
@@ -72,6 +85,10 @@ class CacheBackend(Protocol):
 
     async def await_remote(self, tenant: str, exact: str) -> Entry | None:
         """The entry another replica's call stores, or None when it gave up or failed."""
+        ...
+
+    def verdict_log(self) -> VerdictLog | None:
+        """Where shadow verdicts are shared across replicas (None: this process only)."""
         ...
 
     async def start(self) -> None: ...

@@ -98,6 +98,9 @@ class EmbeddedBackend:
     async def await_remote(self, tenant: str, exact: str) -> Entry | None:
         return None
 
+    def verdict_log(self) -> None:
+        return None
+
     async def start(self) -> None:
         if self._snapshot is not None:
             await self._load_snapshot(self._snapshot)

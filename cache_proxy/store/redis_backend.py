@@ -21,7 +21,7 @@ from typing import Any
 from cache_proxy.config import CacheSettings
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import redis_scripts
-from cache_proxy.store.backend import Lease, NoLease, SharedUnavailable
+from cache_proxy.store.backend import Lease, NoLease, SharedUnavailable, Verdict
 from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.follower import ChangeLogFollower
@@ -187,6 +187,34 @@ class RedisBackend:
             found.created_at,
             found.expires_at,
         )
+
+    # ---- shared shadow verdicts ------------------------------------------------------------
+    def verdict_log(self) -> RedisBackend:
+        return self
+
+    async def add_verdict(self, tenant: str, verdict: Verdict, keep: int) -> None:
+        key, value = self.keys(tenant).shadow, f"{verdict[0]:.6f}:{int(verdict[1])}"
+
+        async def push(client: Any) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.lpush(key, value)
+            pipe.ltrim(key, 0, keep - 1)
+            await pipe.execute()
+
+        with contextlib.suppress(SharedUnavailable):
+            await self._tier.call("shadow", push)
+
+    async def recent_verdicts(self, tenant: str, keep: int) -> list[Verdict] | None:
+        key = self.keys(tenant).shadow
+        try:
+            raw: Any = await self._tier.call("shadow", lambda r: r.lrange(key, 0, keep - 1))
+        except SharedUnavailable:
+            return None
+        verdicts = []
+        for item in raw:
+            similarity, _, suspect = item.decode().partition(":")
+            verdicts.append((float(similarity), suspect == "1"))
+        return verdicts
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -7,7 +7,7 @@
     <prefix>{<tenant>}:s:<space>:lru         entry keys by last use (sorted set)
     <prefix>{<tenant>}:s:<space>:exp         entry keys by expiry (sorted set)
     <prefix>{<tenant>}:s:<space>:lease:<exact>   cross-replica single flight
-    <prefix>{<tenant>}:shadow                shadow verdicts shared by replicas (list)
+    <prefix>{<tenant>}:s:<space>:shadow      shadow verdicts shared by replicas (list)
 
 The braces are a Redis Cluster hash tag: a tenant's keys share one slot, so each change is
 one atomic script. No key of one tenant is reachable from another tenant's prefix.
@@ -41,16 +41,16 @@ class TenantKeys:
         return self.base + "spaces"
 
     @property
-    def shadow(self) -> str:
-        return self.base + "shadow"
-
-    @property
     def space_base(self) -> str:
         return f"{self.base}s:{self.space}:"
 
     @property
     def entry_prefix(self) -> str:
         return self.space_base + "e:"
+
+    @property
+    def shadow(self) -> str:
+        return self.space_base + "shadow"
 
     @property
     def lru(self) -> str:

@@ -224,3 +224,33 @@ async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-un
             assert a.tenant("acme").peek_exact("exact-1") is not None  # kept by Redis (AOF)
     finally:
         server.stop()
+
+
+async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ignore[no-untyped-def]
+    replica, embedder
+) -> None:
+    from cache_proxy.config import UpstreamSettings
+    from cache_proxy.embedding import MicroBatcher
+    from cache_proxy.shadow import MIN_VERDICTS, ShadowChecker
+    from cache_proxy.upstream import Upstream
+
+    async with replica() as a, replica() as b:
+        checkers = []
+        for backend in (a, b):
+            upstream = Upstream(UpstreamSettings(url="http://127.0.0.1:9"))
+            checker = ShadowChecker(upstream, MicroBatcher(embedder), Metrics())
+            checker.share_through(backend, lambda: ["acme"])
+            checkers.append((checker, upstream))
+        seen_by_a, seen_by_b = checkers[0][0], checkers[1][0]
+        for _ in range(MIN_VERDICTS + 10):  # replica A's traffic: suspect hits at 0.93
+            seen_by_a.record("acme", 0.93, True)
+        assert seen_by_b.threshold("acme", 0.9, 0.05) == 0.9  # B has not seen them yet
+        deadline = time.monotonic() + 5
+        while seen_by_b.threshold("acme", 0.9, 0.05) == 0.9:
+            assert time.monotonic() < deadline, "B never saw A's verdicts"
+            await seen_by_b.refresh_shared(["acme"])
+            await asyncio.sleep(0.02)
+        assert seen_by_b.threshold("acme", 0.9, 0.05) > 0.93
+        for checker, upstream in checkers:
+            await checker.aclose()
+            await upstream.aclose()
