@@ -45,10 +45,12 @@ class CacheControl:
     @classmethod
     def from_header(cls, value: str | None) -> CacheControl:
         tokens = {t.strip().lower() for t in (value or "").split(",")}
+        max_age = _max_age(tokens)
         return cls(
             lookup="no-cache" not in tokens,
-            store="no-store" not in tokens,
-            max_age=_max_age(tokens),
+            # max-age=0: nothing may be kept, so it must not lead (or share) a storing flight
+            store="no-store" not in tokens and max_age != 0,
+            max_age=max_age,
         )
 
     def fresh(self, entry: Entry) -> bool:
@@ -61,11 +63,15 @@ class CacheControl:
 
 
 def _max_age(tokens: set[str]) -> float | None:
+    """The smallest well-formed max-age; absent or malformed ones are ignored, as HTTP caches
+    do (ASCII digits only: '²'.isdigit() is true but no number)."""
+    ages = []
     for token in tokens:
         name, _, value = token.partition("=")
-        if name.strip() == "max-age" and value.strip().isdigit():
-            return float(value.strip())
-    return None  # absent or malformed: ignored, as HTTP caches do
+        value = value.strip()
+        if name.strip() == "max-age" and value.isascii() and value.isdigit():
+            ages.append(float(value))
+    return min(ages) if ages else None
 
 
 @dataclass(frozen=True)
@@ -397,8 +403,6 @@ class Pipeline:
         if vector is None and self._semantic(call):
             vector = await self._embed(call.key.query_text)
         ttl_s = call.control.ttl_s(call.tenant.policy.ttl_s)
-        if ttl_s is not None and ttl_s <= 0:
-            return  # max-age=0: the client wants nothing kept
         now, key = time.time(), call.key
         entry = StoredEntry(
             partition=key.partition,

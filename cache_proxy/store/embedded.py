@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,8 @@ class EmbeddedBackend:
         self._space = space
         self._snapshot = Path(settings.snapshot_path) if settings.snapshot_path else None
         self._tasks: list[asyncio.Task[None]] = []
+        # A cancelled save's thread still runs: writes take turns, so the last one lands last.
+        self._write_lock = threading.Lock()
         self._tenants: set[str] | None = None
         self.snapshot_error: str | None = None
 
@@ -128,16 +131,18 @@ class EmbeddedBackend:
         assert self._snapshot is not None
         records = self._records()  # references only; serialising runs off the loop
         try:
-            count = await asyncio.to_thread(
-                write_snapshot, self._snapshot, self._space.space_id, records
-            )
-        except OSError as exc:
+            count = await asyncio.to_thread(self._write, self._snapshot, records)
+        except (OSError, ValueError) as exc:  # ValueError: text JSON cannot carry
             self.snapshot_error = f"{type(exc).__name__}: {exc}"
             logger.error("cache snapshot not written to %s: %s", self._snapshot, exc)
             return 0
         self.snapshot_error = None
         logger.info("cache snapshot: %d entries written to %s", count, self._snapshot)
         return count
+
+    def _write(self, path: Path, records: list[Record]) -> int:
+        with self._write_lock:
+            return write_snapshot(path, self._space.space_id, records)
 
     def _records(self) -> list[Record]:
         now = time.time()

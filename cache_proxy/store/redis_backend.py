@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -220,6 +221,15 @@ class RedisBackend:
     async def start(self) -> None:
         for job in (self.follower.run, self._flush_touches_forever, self._sweep_forever):
             self._tasks.append(asyncio.create_task(job()))
+        self._tasks.append(asyncio.create_task(self._describe_space()))
+
+    async def _describe_space(self) -> None:
+        """Says, once, which embedder and engine build a space id stands for (for operators;
+        the id alone decides what is served)."""
+        key = f"{self._redis.key_prefix}space:{self._space.space_id}"
+        text = json.dumps(self._space.describe(), sort_keys=True)
+        with contextlib.suppress(SharedUnavailable):
+            await self._tier.call("describe", lambda r: r.set(key, text))
 
     async def aclose(self) -> None:
         # A blocked XREAD is ended by closing its connection, not by cancelling it: a cancel

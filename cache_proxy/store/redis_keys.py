@@ -9,6 +9,9 @@
     <prefix>{<tenant>}:s:<space>:lease:<exact>   cross-replica single flight
     <prefix>{<tenant>}:s:<space>:shadow      shadow verdicts shared by replicas (list)
 
+Beside them, `<prefix>space:<space>` holds what a space id stands for (embedder digest and
+dimension, engine revision, quantization, chat template digest), JSON, for operators.
+
 The braces are a Redis Cluster hash tag: a tenant's keys share one slot, so each change is
 one atomic script. No key of one tenant is reachable from another tenant's prefix.
 """

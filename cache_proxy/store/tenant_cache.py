@@ -21,6 +21,8 @@ import numpy.typing as npt
 from cache_proxy.store.entry import Answer, Entry
 from cache_proxy.store.vector_index import IndexKind, PartitionIndex
 
+_EXPIRED_RETRIES = 3
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -65,7 +67,16 @@ class TenantCache:
         if index is None:
             return []
         now = time.time()
-        found = [(self._entries[i], s) for i, s in index.search(vector, k)]
+        for _ in range(_EXPIRED_RETRIES):
+            found = [(self._entries[i], s) for i, s in index.search(vector, k)]
+            expired = [entry for entry, _ in found if entry.expired(now)]
+            if not expired:
+                break
+            for entry in expired:  # they would take the slots of live matches: drop, search again
+                self._remove(entry.entry_id)
+            index = self._partitions.get(partition)
+            if index is None:
+                return []
         return [SearchHit(entry, s) for entry, s in found if not entry.expired(now)]
 
     def entries(self) -> list[Entry]:

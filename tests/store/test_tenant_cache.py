@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,102 @@ def test_tenants_are_separate_stores() -> None:
     assert store.tenant("globex").get_exact("e") is None
     assert store.tenant("globex").search("p", unit(1), 4) == []
     assert store.invalidate(tenant="globex") == 0 and len(store.tenant("acme")) == 1
+
+
+# ---- expiry ---------------------------------------------------------------------------------
+
+
+def test_expired_entry_is_never_returned_and_is_dropped() -> None:
+    cache = TenantCache(DIM, 10)
+    past = time.time() - 1.0
+    cache.put("p", "gone", "q-gone", answer("old"), unit(1), expires_at=past)
+    cache.put("p", "live", "q-live", answer("new"), unit(2), expires_at=time.time() + 3600)
+    assert len(cache) == 2
+    hits = cache.search("p", unit(1), 5)  # the expired vector is nearest, yet never a hit
+    assert [h.entry.exact for h in hits] == ["live"]
+    assert cache.peek_exact("gone") is None
+    assert len(cache) == 1  # dropped, vector included
+    assert [h.entry.exact for h in cache.search("p", unit(1), 5)] == ["live"]
+    cache.put("p", "gone2", "q", answer("x"), unit(3), expires_at=past)
+    assert cache.get_exact("gone2") is None and len(cache) == 1
+    assert cache.get_exact("live") is not None and cache.peek_exact("live") is not None
+
+
+def test_entry_without_expiry_never_expires() -> None:
+    cache = TenantCache(DIM, 10)
+    entry = cache.put("p", "e", "q", answer("forever"), unit(1))
+    assert entry.expires_at is None and not entry.expired(time.time() + 10**9)
+    assert cache.sweep(time.time() + 10**9) == 0
+    assert cache.get_exact("e") is not None
+    assert [h.entry.exact for h in cache.search("p", unit(1), 1)] == ["e"]
+
+
+def test_sweep_removes_exactly_the_expired_entries() -> None:
+    cache = TenantCache(DIM, 10)
+    now = time.time()
+    for i, offset in enumerate([100.0, 200.0, 300.0, 400.0]):
+        cache.put("p", f"e{i}", f"q{i}", answer(str(i)), unit(i), expires_at=now + offset)
+    cache.put("p", "forever", "qf", answer("f"), unit(9))
+    assert cache.sweep(now + 250.0) == 2
+    assert {e.exact for e in cache.entries()} == {"e2", "e3", "forever"}
+    assert {h.entry.exact for h in cache.search("p", unit(0), 10)} == {"e2", "e3", "forever"}
+    assert cache.sweep(now + 250.0) == 0  # nothing more is due
+    assert cache.sweep(now + 10**6) == 2 and [e.exact for e in cache.entries()] == ["forever"]
+
+
+def test_sweep_ignores_the_expiry_of_a_replaced_or_removed_entry() -> None:
+    cache = TenantCache(DIM, 10)
+    now = time.time()
+    cache.put("p", "e", "q", answer("short-lived"), unit(1), expires_at=now + 10)
+    cache.put("p", "e", "q", answer("replacement"), unit(1), expires_at=now + 1000)
+    cache.put("p", "r", "qr", answer("removed"), unit(2), expires_at=now + 10)
+    assert cache.remove_exact("r")
+    assert cache.sweep(now + 20) == 0  # the old heap items name entries that are gone
+    assert cache.peek_exact("e").answer.content == "replacement"  # type: ignore[union-attr]
+    assert cache.sweep(now + 2000) == 1 and len(cache) == 0
+
+
+def test_expiry_heap_stays_bounded_when_entries_are_evicted() -> None:
+    # `_expiries` is private, but its size is the property under test: evicted entries leave
+    # their heap items behind (removal is lazy), and nothing public shows the heap growing.
+    cache = TenantCache(DIM, 10)
+    now = time.time()
+    high_water = 0
+    for i in range(5000):
+        cache.put("p", f"e{i}", f"q{i}", answer(str(i)), None, expires_at=now + 3600 + i)
+        high_water = max(high_water, len(cache._expiries))
+    assert len(cache) == 10 and cache.evictions == 4990
+    assert high_water < 1100  # a small constant over max_entries, not one item per put
+    assert cache.sweep(now + 10**6) == 10 and len(cache) == 0  # the compacted heap still works
+
+
+def test_store_sweep_covers_every_tenant() -> None:
+    store = CacheStore(DIM, 10)
+    now = time.time()
+    store.tenant("acme").put("p", "a", "qa", answer("a"), unit(1), expires_at=now + 5)
+    store.tenant("globex").put("p", "g", "qg", answer("g"), unit(2), expires_at=now + 5)
+    store.tenant("globex").put("p", "k", "qk", answer("k"), unit(3), expires_at=now + 50)
+    assert store.sweep(now + 10) == 2
+    assert len(store.tenant("acme")) == 0 and len(store.tenant("globex")) == 1
+
+
+def test_replace_tenant_keeps_a_stale_store_from_landing() -> None:
+    store = CacheStore(DIM, 10)
+    before = store.tenant("acme").generation
+    fresh = store.new_tenant_cache()
+    fresh.put("p", "e", "q", answer("loaded"), unit(1))
+    store.replace_tenant("acme", fresh)
+    assert store.tenant("acme") is fresh and store.tenant("acme").generation > before
+    assert store.tenant("acme").get_exact("e") is not None
+
+
+def test_expired_entries_do_not_take_the_search_slots_of_live_ones() -> None:
+    cache = TenantCache(DIM, 100)
+    now = time.time()
+    for i in range(4):  # the four nearest to unit(0) have expired
+        near = unit(0) + 0.01 * unit(100 + i)
+        cache.put("p", f"old{i}", f"q{i}", answer("old"), near / np.linalg.norm(near), now - 1)
+    cache.put("p", "live", "q-live", answer("live"), unit(0) + 0.5 * unit(7))
+    hits = cache.search("p", unit(0), 4)
+    assert [h.entry.exact for h in hits] == ["live"]
+    assert len(cache) == 1  # the expired ones left the index on the way
