@@ -6,6 +6,7 @@ degrades to misses instead of errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,6 +62,7 @@ def replica(redis_server: RedisServer, redis_prefix: str) -> Callable[..., objec
         tenants: tuple[str, ...] = ("acme",),
         space: CacheSpace = SPACE,
         url: str | None = None,
+        ready: bool = True,
         **cache: object,
     ) -> AsyncIterator[RedisBackend]:
         backend = RedisBackend(
@@ -69,7 +71,8 @@ def replica(redis_server: RedisServer, redis_prefix: str) -> Callable[..., objec
         backend.set_tenants(list(tenants))
         await backend.start()
         try:
-            await until(lambda: not backend.follower.rebuilding)
+            if ready:
+                await until(lambda: not backend.follower.rebuilding)
             yield backend
         finally:
             await backend.aclose()
@@ -256,3 +259,21 @@ async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ig
         for checker, upstream in checkers:
             await checker.aclose()
             await upstream.aclose()
+
+
+async def test_tls_and_a_password_in_the_url(replica, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = RedisServer(tmp_path / "tls", password="s3cret", tls=True).start()
+    try:
+        assert server.url.startswith("rediss://:s3cret@")
+        async with replica(url=server.url) as a, replica(url=server.url) as b:
+            assert await put(a, "acme", entry(1))
+            await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+            assert "s3cret" not in json.dumps(a.health())
+        wrong = server.url.replace("s3cret", "wrong")
+        async with replica(
+            url=wrong, ready=False
+        ) as refused:  # never an error to a client: degraded
+            await until(lambda: refused.health()["state"] == "degraded")
+            assert not await put(refused, "acme", entry(2))
+    finally:
+        server.stop()

@@ -17,14 +17,20 @@ from tests.support.servers import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None, tls: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
+        self.password = password
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            ca = self.directory / "ca.crt"
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -41,10 +47,31 @@ class RedisServer:
             str(self.directory),
         ]
         args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls:
+            args += self._tls_args()
         log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self._wait_until(lambda: self.ping(), "answer PING")
         return self
+
+    def _tls_args(self) -> list[str]:
+        """A throwaway CA and a server certificate for 127.0.0.1 (openssl), TLS only."""
+        d = self.directory
+        if not (d / "server.crt").exists():
+            new_key = ["openssl", "req", "-newkey", "rsa:2048", "-nodes"]
+            _run(*new_key, "-x509", "-days", "2", "-subj", "/CN=test-ca",
+                 "-keyout", d / "ca.key", "-out", d / "ca.crt")  # fmt: skip
+            _run(*new_key, "-subj", "/CN=127.0.0.1",
+                 "-keyout", d / "server.key", "-out", d / "server.csr")  # fmt: skip
+            (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+            _run("openssl", "x509", "-req", "-in", d / "server.csr", "-days", "2",
+                 "-CA", d / "ca.crt", "-CAkey", d / "ca.key", "-CAcreateserial",
+                 "-extfile", d / "san.ext", "-out", d / "server.crt")  # fmt: skip
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+                "--tls-cert-file", str(d / "server.crt"), "--tls-key-file", str(d / "server.key"),
+                "--tls-ca-cert-file", str(d / "ca.crt")]  # fmt: skip
 
     def stop(self) -> None:
         if self.process is not None:
@@ -53,7 +80,7 @@ class RedisServer:
             self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2)
+        return redis.Redis.from_url(self.url, socket_timeout=2)  # type: ignore[no-any-return]
 
     def ping(self) -> bool:
         try:
@@ -68,3 +95,7 @@ class RedisServer:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"redis-server did not {what} within {timeout_s}s")
+
+
+def _run(*args: object) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)
