@@ -26,6 +26,7 @@ from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 logger = logging.getLogger(__name__)
 READ_COUNT = 512  # change-log events per read
 FETCH_BATCH = 1000  # entry bodies per round trip while rebuilding
+SCAN_PAGE = 2000  # entry keys per ZSCAN reply
 _RETRY_S = (0.2, 0.5, 1.0, 2.0)  # back-off while Redis is down
 Event = tuple[bytes, dict[bytes, bytes]]
 
@@ -131,9 +132,8 @@ class ChangeLogFollower:
     async def rebuild(self, tenant: str) -> int:
         """Loads the tenant's entries into a new cache aside, then swaps it in."""
         started, keys = time.perf_counter(), self._keys_for(tenant)
-        position, epoch, members = await self._tier.call(
-            "rebuild", lambda r: _consistent_view(r, keys), timeout_s=30, probe=True
-        )
+        position, epoch = await self._tier.call("rebuild", lambda r: _position(r, keys), probe=True)
+        members = await self._members(keys)
         bodies: list[dict[bytes, bytes]] = []
         for first in range(0, len(members), FETCH_BATCH):
             batch = [m.decode() for m in members[first : first + FETCH_BATCH]]
@@ -155,6 +155,19 @@ class ChangeLogFollower:
             time.perf_counter() - started,
         )
         return len(cache)
+
+    async def _members(self, keys: TenantKeys) -> list[bytes]:
+        """Every entry key, least recently used first. ZSCAN in pages: each reply stays small
+        (one reply of 300k members outlasts a 0.5 s socket timeout), and every member present
+        for the whole scan is returned; what changes meanwhile the log replays after."""
+        cursor, scored = 0, dict[bytes, float]()
+        while True:
+            cursor, page = await self._tier.call(
+                "rebuild", _scanner(keys.lru, cursor), timeout_s=30, probe=True
+            )
+            scored.update(page)
+            if cursor == 0:
+                return sorted(scored, key=scored.__getitem__)
 
     def _build(self, bodies: list[dict[bytes, bytes]]) -> TenantCache:
         """A worker thread's job: decode every body and index it (least recently used first)."""
@@ -228,15 +241,21 @@ class ChangeLogFollower:
             return None
 
 
-async def _consistent_view(client: Any, keys: TenantKeys) -> tuple[str, int, list[bytes]]:
-    """The log position, epoch and entry keys at one instant (MULTI/EXEC)."""
+async def _position(client: Any, keys: TenantKeys) -> tuple[str, int]:
+    """The log position and the epoch at one instant (MULTI/EXEC): the rebuild replays the
+    log from there, so whatever changes while it reads the entries is applied after."""
     pipe = client.pipeline(transaction=True)
     pipe.xrevrange(keys.log, count=1)
     pipe.get(keys.epoch)
-    pipe.zrange(keys.lru, 0, -1)
-    last, epoch, members = await pipe.execute()
+    last, epoch = await pipe.execute()
     position = last[0][0].decode() if last else "0-0"
-    return position, int(epoch or 0), list(members)
+    return position, int(epoch or 0)
+
+
+def _scanner(
+    key: str, cursor: int
+) -> Callable[[Any], Awaitable[tuple[int, list[tuple[bytes, float]]]]]:
+    return lambda client: client.zscan(key, cursor, count=SCAN_PAGE)
 
 
 def _fetcher(

@@ -79,24 +79,10 @@ class RedisBackend:
 
     # ---- writes ------------------------------------------------------------------------
     async def put(self, tenant: str, entry: StoredEntry, generation: int) -> bool:
-        keys, fields = self.keys(tenant), entry.to_fields()
-        expires_ms = 0 if entry.expires_at is None else int(entry.expires_at * 1000)
-        args = [
-            generation,
-            fields["meta"],
-            fields["vec"],
-            entry.answer.model,
-            int(time.time() * 1000),
-            expires_ms,
-            self._settings.max_entries,
-            self._redis.log_max_len,
-            keys.space,
-            entry.exact,
-            keys.entry_prefix,
-        ]
-        script_keys = [keys.entry(entry.exact), keys.lru, keys.expiries, keys.log, keys.epoch]
+        limits = (self._settings.max_entries, self._redis.log_max_len)
+        script_keys, args = redis_scripts.put_call(self.keys(tenant), entry, *limits, generation)
         try:
-            done, last_id = await self._run("put", "PUT", [*script_keys, keys.spaces], args)
+            done, last_id = await self._run("put", "PUT", script_keys, args)
         except SharedUnavailable:
             return False
         if not done:
@@ -235,10 +221,13 @@ class RedisBackend:
         # A blocked XREAD is ended by closing its connection, not by cancelling it: a cancel
         # inside redis-py's read was seen to be lost, leaving shutdown waiting forever.
         self.follower.stop()
+        self._tier.closing = True
         await self._tier.blocking.connection_pool.disconnect()
         for task in self._tasks[1:]:
             task.cancel()
-        _, pending = await asyncio.wait(self._tasks, timeout=self._redis.timeout_s + 2)
+        pending: set[asyncio.Task[None]] = set()
+        if self._tasks:  # (none when start() never ran)
+            _, pending = await asyncio.wait(self._tasks, timeout=self._redis.timeout_s + 2)
         for task in pending:
             task.cancel()
             logger.warning("shared-tier task did not stop in time: %s", task.get_name())

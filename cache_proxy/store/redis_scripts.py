@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.redis_keys import TenantKeys
+
 # KEYS: entry, lru, exp, log, epoch, spaces
 # ARGV: expected epoch, meta, vec, model, now_ms, expires_ms (0: none), max_entries,
 #       log_max_len, space, exact, entry_prefix
@@ -96,3 +102,26 @@ RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+def put_call(
+    keys: TenantKeys, entry: StoredEntry, max_entries: int, log_max_len: int, generation: int
+) -> tuple[list[str], list[Any]]:
+    """PUT's KEYS and ARGV for one entry (the backend's store, and the bench's bulk load)."""
+    fields = entry.to_fields()
+    expires_ms = 0 if entry.expires_at is None else int(entry.expires_at * 1000)
+    args = [
+        generation,
+        fields["meta"],
+        fields["vec"],
+        entry.answer.model,
+        int(time.time() * 1000),
+        expires_ms,
+        max_entries,
+        log_max_len,
+        keys.space,
+        entry.exact,
+        keys.entry_prefix,
+    ]
+    script_keys = [keys.entry(entry.exact), keys.lru, keys.expiries, keys.log, keys.epoch]
+    return [*script_keys, keys.spaces], args

@@ -39,6 +39,7 @@ class RedisTier:
         self.blocking = _client(url, settings.timeout_s + BLOCK_MS / 1000)
         self._metrics = metrics
         self.state = "connecting"
+        self.closing = False  # shutting down: the connections closing are no outage
         self.last_error: str | None = None
         self._failed_at = 0.0
 
@@ -77,6 +78,8 @@ class RedisTier:
         return result
 
     def _failed(self, operation: str, exc: BaseException) -> None:
+        if self.closing:
+            return
         self._metrics.shared_tier_errors.labels(operation).inc()
         self._metrics.shared_tier_up.set(0)
         self._failed_at = time.monotonic()
