@@ -6,10 +6,12 @@ import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cache_proxy.body import read_body
 from cache_proxy.errors import BadRequest, Forbidden, NotReady
 from cache_proxy.pipeline import Pipeline
+from cache_proxy.schemas import parse_json_body
 from cache_proxy.tenancy import Tenant, bearer_token
 
 
@@ -38,8 +40,9 @@ def build_admin_router() -> APIRouter:
         return {"tenants": {t.name: _shadow_report(pipeline, t) for t in tenants if t is not None}}
 
     @router.post("/invalidate")
-    async def invalidate(request: Request, body: InvalidateRequest) -> dict[str, Any]:
-        pipeline = _authorised(request)
+    async def invalidate(request: Request) -> dict[str, Any]:
+        pipeline = _authorised(request)  # before a byte of the body is read
+        body = await _invalidate_request(request, pipeline)
         if body.tenant is not None and pipeline.tenants.get(body.tenant) is None:
             raise BadRequest(f"Unknown tenant '{body.tenant}'.", param="tenant")
         try:
@@ -70,6 +73,20 @@ async def _remove_entry(pipeline: Pipeline, body: InvalidateRequest) -> int:
     if body.model is not None:
         raise BadRequest("Give either 'entry' or 'model', not both.", param="entry")
     return await pipeline.store.remove_entry(body.tenant, body.entry or "")
+
+
+ADMIN_MAX_BODY_BYTES = 65_536  # an admin call is a few fields
+
+
+async def _invalidate_request(request: Request, pipeline: Pipeline) -> InvalidateRequest:
+    limit = min(ADMIN_MAX_BODY_BYTES, pipeline.limits.max_body_bytes)
+    raw = await read_body(request, limit, pipeline.limits.body_timeout_s)
+    try:
+        return InvalidateRequest.model_validate(parse_json_body(raw) if raw.strip() else {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise BadRequest(f"Invalid value for '{param}': {first['msg']}.", param=param) from exc
 
 
 def _authorised(request: Request) -> Pipeline:

@@ -18,7 +18,13 @@ from starlette.responses import JSONResponse, Response
 from cache_proxy.admin import build_admin_router
 from cache_proxy.config import Settings
 from cache_proxy.embedding import Embedder, MicroBatcher, load_embedder
-from cache_proxy.errors import BadRequest, NotReady, ProxyError, SharedTierUnavailable
+from cache_proxy.errors import (
+    BadRequest,
+    InternalError,
+    NotReady,
+    ProxyError,
+    SharedTierUnavailable,
+)
 from cache_proxy.metrics import Metrics
 from cache_proxy.pipeline import Pipeline
 from cache_proxy.reload import ConfigWatcher
@@ -76,7 +82,7 @@ class Runtime:
             ),
             upstream=self.upstream,
             metrics=self.metrics,
-            max_body_bytes=self.settings.server.max_body_bytes,
+            limits=self.settings.server,
             top_k=cache.top_k,
         )
 
@@ -167,6 +173,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProxyError)
     async def on_proxy_error(request: Request, exc: ProxyError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Routes outside the pipeline (admin, models): our bug, in the OpenAI shape.
+        logger.error("internal error on %s: %s", request.url.path, type(exc).__name__, exc_info=exc)
+        return error_response(InternalError())
 
     @app.exception_handler(SharedUnavailable)
     async def on_shared_down(request: Request, exc: SharedUnavailable) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cache_proxy.errors import UpstreamBadGateway
 from cache_proxy.schemas import Endpoint
 from cache_proxy.store.entry import Answer
 
@@ -63,6 +64,24 @@ class StreamAssembler:
         function = call.get("function") or {}
         slot["function"]["name"] += function.get("name") or ""
         slot["function"]["arguments"] += function.get("arguments") or ""
+
+
+def checked_answer(endpoint: Endpoint, model: str, body: dict[str, Any]) -> Answer:
+    """The engine's non-streamed answer to a one-choice request, or 502: an answer without
+    its choice, its text (or tool calls) or its finish_reason is the engine's fault."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        raise UpstreamBadGateway("The engine's answer has no choice.")
+    choice = choices[0]
+    if not isinstance(choice.get("finish_reason"), str):
+        raise UpstreamBadGateway("The engine's answer has no finish_reason.")
+    carrier = choice.get("message") if endpoint == "chat" else choice
+    text_field = "content" if endpoint == "chat" else "text"
+    if not isinstance(carrier, dict) or not (
+        isinstance(carrier.get(text_field), str) or carrier.get("tool_calls")
+    ):
+        raise UpstreamBadGateway("The engine's answer has no content.")
+    return answer_from_json(endpoint, model, body)
 
 
 def answer_from_json(endpoint: Endpoint, model: str, body: dict[str, Any]) -> Answer:

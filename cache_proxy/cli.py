@@ -69,7 +69,17 @@ def serve_command(args: argparse.Namespace) -> int:
             "no --config: one 'default' tenant accepts ANY API key (local development only)"
         )
     app = create_app(settings, config_path=args.config)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    server = settings.server
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_keep_alive=int(server.keep_alive_s),
+        limit_concurrency=server.max_connections,
+        timeout_graceful_shutdown=int(server.shutdown_grace_s),
+    )
     return 0
 
 

@@ -27,6 +27,16 @@ class Strict(BaseModel):
 
 class ServerSettings(Strict):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_json_depth: int = Field(default=64, ge=4, le=1000)  # deeper: 400 naming the field
+    max_messages: int = Field(default=2048, gt=0)  # a chat request with more: 400
+    # A client that declares a body and does not send it is cut off after this (408).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    # Above the clients' idle expiry (openai/httpx pools: 5 s), so a client never reuses a
+    # connection the proxy is closing at that moment; nginx's default is 75 s.
+    keep_alive_s: float = Field(default=75.0, gt=0)
+    max_connections: int | None = Field(default=None, gt=0)  # beyond: 503 at once
+    # SIGTERM: readiness goes false, open streams get this long to finish, then are ended.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
     # Only for deployments where the ingress authenticates and sets this header.
     trusted_tenant_header: str | None = None
     reload_interval_s: float = Field(default=2.0, gt=0)

@@ -4,6 +4,7 @@
     ├── BadRequest            400   malformed request; `param` names the field
     ├── Unauthorized          401   unknown or missing API key
     ├── Forbidden             403   admin API without the admin token
+    ├── RequestTimeout        408   the body did not arrive within `server.body_timeout_s`
     ├── PayloadTooLarge       413   body over `server.max_body_bytes`
     ├── UpstreamError               the engine could not give a complete answer
     │   ├── UpstreamUnreachable   502
@@ -11,6 +12,8 @@
     │   ├── UpstreamOverloaded    503
     │   ├── UpstreamTimeout       504
     │   └── UpstreamClientError   4xx   engine rejected the request: passed through
+    ├── InternalError         500   a bug of ours, logged with its traceback (never a 500 page)
+    ├── EmbedderFailed        503   the embedding model raised on this request
     ├── SharedTierUnavailable 503   an admin change could not reach Redis (done locally)
     └── NotReady              503   embedder not loaded yet
 
@@ -66,9 +69,29 @@ class PayloadTooLarge(ProxyError):
     error_type = "invalid_request_error"
 
 
+class RequestTimeout(ProxyError):
+    status_code = 408
+    error_type = "invalid_request_error"
+
+
 class NotReady(ProxyError):
     status_code = 503
     error_type = "server_error"
+
+
+class InternalError(ProxyError):
+    """A bug of ours: the client gets the OpenAI shape; the log gets the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__("Internal error in the cache proxy; it was logged.")
+
+
+class EmbedderFailed(ProxyError):
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self) -> None:
+        super().__init__("The embedding model failed on this request; retry shortly.")
 
 
 class SharedTierUnavailable(ProxyError):

@@ -17,10 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache_proxy import responses
-from cache_proxy.assemble import StreamAssembler, answer_from_json
+from cache_proxy.assemble import StreamAssembler, checked_answer
+from cache_proxy.body import read_body
 from cache_proxy.coalesce import Coalescer, Flight
+from cache_proxy.config import ServerSettings
 from cache_proxy.embedding import MicroBatcher
-from cache_proxy.errors import PayloadTooLarge, ProxyError, UpstreamError
+from cache_proxy.errors import (
+    BadRequest,
+    EmbedderFailed,
+    InternalError,
+    ProxyError,
+    UpstreamError,
+)
 from cache_proxy.keys import CacheKey, build_key
 from cache_proxy.metrics import Metrics
 from cache_proxy.replay import new_response_id
@@ -34,6 +42,7 @@ from cache_proxy.verify.decision import Candidate, HitDecider
 
 logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
+_INLINE_TOKENISE_CHARS = 2048  # shorter texts tokenise in well under a millisecond
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ class Pipeline:
         embedder: MicroBatcher,
         upstream: Upstream,
         metrics: Metrics,
-        max_body_bytes: int,
+        limits: ServerSettings,
         top_k: int,
         decider: HitDecider | None = None,
     ) -> None:
@@ -131,7 +140,7 @@ class Pipeline:
         self.embedder = embedder
         self.upstream = upstream
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits  # body size and read time, JSON depth, message count
         self.top_k = top_k
         self.decider = decider or HitDecider()
         self.coalescer = Coalescer()
@@ -155,6 +164,10 @@ class Pipeline:
         except ProxyError as exc:
             self._count_error(exc)
             response, outcome = responses.error_response(exc), "error"
+        except Exception as exc:  # the one catch-all of the request path: our bug, not a 500 page
+            logger.error("tenant=%s endpoint=%s internal error: %s", tenant_name, endpoint,
+                         type(exc).__name__, exc_info=exc)  # fmt: skip  # the trace, no prompt
+            response, outcome = responses.error_response(InternalError()), "error"
         self.metrics.record(tenant_name, outcome, time.perf_counter() - started)
         logger.info(
             "tenant=%s endpoint=%s outcome=%s status=%d ms=%.1f",
@@ -167,26 +180,15 @@ class Pipeline:
         return response
 
     async def _parse(self, tenant: Tenant, endpoint: Endpoint, request: Request) -> Call:
-        body = parse_json_body(await self._read_body(request))
+        raw = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
+        body = parse_json_body(raw, self.limits.max_json_depth)
+        messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) > self.limits.max_messages:
+            raise BadRequest(f"More than {self.limits.max_messages} messages.", "messages")
         parsed = validate(endpoint, body)
         key = build_key(endpoint, body, parsed, tenant.policy)
         control = CacheControl.from_header(request.headers.get("cache-control"))
         return Call(tenant, endpoint, body, parsed, key, control)
-
-    async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large()
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large()
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
 
     async def _answer(self, call: Call) -> tuple[Response, str]:
         if call.key.bypass_reason is not None:
@@ -196,7 +198,7 @@ class Pipeline:
         entry = self.store.tenant(call.tenant.name).get_exact(call.key.exact)
         if entry is not None and call.control.fresh(entry):
             return self._serve_hit(call, Lookup(entry, "exact", 1.0)), "hit_exact"
-        if not self._semantic(call):
+        if not await self._semantic(call):
             return await self._miss(call, self._join(call, _known(None)))
         if call.tenant.policy.speculative_miss:
             return await self._speculate(call)
@@ -241,13 +243,22 @@ class Pipeline:
             return Lookup(None, vector=vector)
         return Lookup(cache.touch(chosen.entry_id), "semantic", chosen.similarity, vector)
 
-    def _semantic(self, call: Call) -> bool:
+    async def _semantic(self, call: Call) -> bool:
         # A truncated embedding would match prompts that differ only past the cut: exact only.
-        return call.key.semantic and self.embedder.fits(call.key.query_text)
+        if not call.key.semantic:
+            return False
+        text = call.key.query_text
+        if len(text) <= _INLINE_TOKENISE_CHARS:
+            return self.embedder.fits(text)
+        return await asyncio.to_thread(self.embedder.fits, text)  # 1 MB took 1.2 s on the loop
 
     async def _embed(self, text: str) -> Vector:
         started = time.perf_counter()
-        vector = await self.embedder.embed(text)
+        try:
+            vector = await self.embedder.embed(text)
+        except Exception as exc:  # the model failed, not the request: 503, retry elsewhere
+            logger.error("the embedder failed: %s", type(exc).__name__, exc_info=exc)
+            raise EmbedderFailed() from exc
         self.metrics.embed_seconds.observe(time.perf_counter() - started)
         return vector
 
@@ -395,13 +406,16 @@ class Pipeline:
         body["stream"] = False
         parsed = await self.upstream.post_json(PATHS[call.endpoint], body)
         flight.mark_started()
-        return answer_from_json(call.endpoint, call.request.model, parsed)
+        return checked_answer(call.endpoint, call.request.model, parsed)
 
     async def _store(
         self, call: Call, answer: Answer, vector: Vector | None, generation: int
     ) -> None:
-        if vector is None and self._semantic(call):
-            vector = await self._embed(call.key.query_text)
+        if vector is None and await self._semantic(call):
+            try:
+                vector = await self._embed(call.key.query_text)
+            except EmbedderFailed:
+                return  # the client still gets the engine's answer; it is just not kept
         ttl_s = call.control.ttl_s(call.tenant.policy.ttl_s)
         now, key = time.time(), call.key
         entry = StoredEntry(

@@ -191,9 +191,9 @@ async def test_incomplete_answers_are_never_stored(proxy: ProxyUnderTest, marker
 
 @pytest.mark.parametrize("marker", ["[[cut]]", "[[nofinish]]"])
 async def test_incomplete_json_answers_are_never_stored(proxy: ProxyUnderTest, marker: str) -> None:
-    for _ in range(2):
+    for _ in range(2):  # no finish_reason: the engine's answer is malformed, a 502 (issue 12)
         response = await post(proxy, chat(f"json that breaks {marker}"))
-        assert response.status_code == (502 if marker == "[[cut]]" else 200)
+        assert response.status_code == 502
         assert response.headers.get("x-cache") != "HIT"
     assert proxy.upstream.completions_called == 2
 
