@@ -46,6 +46,20 @@ BAD_VALUES = {
     "wrong type: tenant ttl_s": ["tenants.default.ttl_s=forever"],
     "unknown proxy.redis key": ["proxy.redis.url=redis://redis:6379"],
     "empty redis secret key": ["proxy.redis.urlSecret.key="],
+    "unknown server key (typo)": ["proxy.config.server.keepalive_s=75"],
+    "out of range: body_timeout_s 0": ["proxy.config.server.body_timeout_s=0"],
+    "out of range: keep_alive_s 0": ["proxy.config.server.keep_alive_s=0"],
+    "wrong type: keep_alive_s": ["proxy.config.server.keep_alive_s=long"],
+    "out of range: max_connections 0": ["proxy.config.server.max_connections=0"],
+    "wrong type: max_connections float": ["json:proxy.config.server.max_connections=10.5"],
+    "out of range: negative shutdown_grace_s": ["proxy.config.server.shutdown_grace_s=-1"],
+    "out of range: max_json_depth 3": ["proxy.config.server.max_json_depth=3"],
+    "out of range: max_json_depth 1001": ["proxy.config.server.max_json_depth=1001"],
+    "out of range: max_messages 0": ["proxy.config.server.max_messages=0"],
+    "out of range: negative preStopSeconds": ["proxy.drain.preStopSeconds=-1"],
+    "wrong type: preStopSeconds float": ["json:proxy.drain.preStopSeconds=2.5"],
+    "unknown proxy.drain key": ["proxy.drain.seconds=5"],
+    "wrong type: proxy grace": ["proxy.terminationGracePeriodSeconds=long"],
 }
 
 
@@ -81,6 +95,25 @@ GOOD_VALUES = {
         "proxy.config.upstream.revision=sha256:abc",
         "proxy.config.upstream.quantization=awq",
         "proxy.config.upstream.chat_template_digest=sha256:def",
+    ],
+    "server limits and timeouts": [
+        "json:proxy.config.server.body_timeout_s=0.5",
+        "json:proxy.config.server.keep_alive_s=120.5",
+        "proxy.config.server.max_connections=1",
+        "proxy.config.server.max_json_depth=4",
+        "proxy.config.server.max_messages=1",
+    ],
+    "max_json_depth at the top": ["proxy.config.server.max_json_depth=1000"],
+    "max_connections null": ["proxy.config.server.max_connections=null"],
+    "no shutdown grace, no preStop": [
+        "proxy.config.server.shutdown_grace_s=0",
+        "proxy.drain.preStopSeconds=0",
+    ],
+    "fractional shutdown grace": ["json:proxy.config.server.shutdown_grace_s=7.5"],
+    "standalone proxy grace": [
+        "topology=standalone",
+        "engine.config.host=0.0.0.0",
+        "proxy.terminationGracePeriodSeconds=45",
     ],
 }
 

@@ -45,6 +45,14 @@ Engine pod parts shared by the sidecar Deployment and the standalone engine Depl
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if eq .Values.topology "sidecar" }}
+  {{- with (include "vsc.preStopSleep" (include "vsc.engineDrainSeconds" . | int64) | trim) }}
+  # The proxy beside it drains first (proxy.drain.preStopSeconds, then
+  # proxy.config.server.shutdown_grace_s): the engine answers its open requests until then.
+  lifecycle:
+    {{- . | nindent 4 }}
+  {{- end }}
+  {{- end }}
   volumeMounts:
     - name: models
       mountPath: {{ .Values.engine.modelStorage.mountPath }}
@@ -87,7 +95,12 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-terminationGracePeriodSeconds: {{ .Values.engine.terminationGracePeriodSeconds }}
+{{- $grace := int64 .Values.engine.terminationGracePeriodSeconds }}
+{{- if eq .Values.topology "sidecar" }}
+{{- /* The proxy drains in this pod too: the larger of the engine's and the proxy's need. */}}
+{{- $grace = max $grace (include "vsc.proxyDrainSeconds" . | int64) }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $grace }}
 {{- end }}
 
 {{- define "vsc.engineInitContainers" -}}
