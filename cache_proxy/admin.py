@@ -82,7 +82,7 @@ async def _invalidate_request(request: Request, pipeline: Pipeline) -> Invalidat
     limit = min(ADMIN_MAX_BODY_BYTES, pipeline.limits.max_body_bytes)
     raw = await read_body(request, limit, pipeline.limits.body_timeout_s)
     try:
-        return InvalidateRequest.model_validate(parse_json_body(raw) if raw.strip() else {})
+        return InvalidateRequest.model_validate(parse_json_body(raw))  # empty: 400, no flush
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal
 
@@ -65,7 +66,12 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, An
     except UnicodeDecodeError as exc:
         raise BadRequest("The request body is not valid UTF-8.") from exc
     try:
-        body = json.loads(text, parse_constant=lambda _: _NOT_FINITE, parse_int=_bounded_int)
+        body = json.loads(
+            text,
+            parse_constant=lambda _: _NOT_FINITE,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
     except json.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # the C decoder gave up (thousands of levels)
@@ -79,6 +85,16 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, An
 
 def _bounded_int(digits: str) -> int | object:
     return int(digits) if len(digits.lstrip("-")) <= MAX_INT_DIGITS else _TOO_LONG
+
+
+def _finite_float(literal: str) -> float | object:
+    value = float(literal)  # 1e999 is no error to Python: it is inf, which JSON cannot carry
+    return value if math.isfinite(value) else _NOT_FINITE
+
+
+def _printable(name: str) -> str:
+    """A field name fit for an error body (a lone surrogate would break its JSON)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _field_too_deep(text: str) -> str | None:
@@ -98,7 +114,7 @@ def _field_too_deep(text: str) -> str | None:
         try:
             _, i = decoder.raw_decode(text, _SPACE.match(text, i + 1).end())  # type: ignore[union-attr]
         except RecursionError:
-            return str(key)
+            return _printable(str(key))
         except ValueError:
             return None
         i = _SPACE.match(text, i).end()  # type: ignore[union-attr]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 
 ADMIN = {"authorization": "Bearer admin-secret"}
+CHAT = "/v1/chat/completions"
 
 
 async def fill(p: ProxyUnderTest, key: str, text: str, model: str = "tiny") -> None:
@@ -95,3 +96,11 @@ async def test_flush_empties_every_tenant(proxy: ProxyUnderTest) -> None:
         "/v1/chat/completions", json=chat("q1"), headers=proxy.headers()
     )
     assert again.headers["x-cache"] == "MISS"
+
+
+async def test_an_empty_invalidate_body_is_a_400_not_a_flush(proxy: ProxyUnderTest) -> None:
+    await proxy.client.post(CHAT, json=chat("Keep me"), headers=proxy.headers())
+    empty = await proxy.client.post("/admin/invalidate", headers=ADMIN, content=b"")
+    assert empty.status_code == 400 and empty.json()["error"]["type"] == "invalid_request_error"
+    again = await proxy.client.post(CHAT, json=chat("Keep me"), headers=proxy.headers())
+    assert again.headers["x-cache"] == "HIT"
