@@ -60,26 +60,15 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cache-proxy: invalid config: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from cache_proxy.app import create_app
+    from cache_proxy.serving import serve
 
     if settings.open_access:
         logging.getLogger("cache_proxy").warning(
             "no --config: one 'default' tenant accepts ANY API key (local development only)"
         )
     app = create_app(settings, config_path=args.config)
-    server = settings.server
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_keep_alive=int(server.keep_alive_s),
-        limit_concurrency=server.max_connections,
-        timeout_graceful_shutdown=int(server.shutdown_grace_s),
-    )
+    serve(app, args.host, args.port, args.log_level, settings.server)
     return 0
 
 

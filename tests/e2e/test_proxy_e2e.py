@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +203,30 @@ def test_sighup_reloads_tenants(tmp_path: Path) -> None:
                     break
                 time.sleep(0.2)
             assert response.status_code == 200
+
+
+def test_slow_or_silent_clients_cannot_hold_a_connection(tmp_path: Path) -> None:
+    upstream = ScriptedUpstream()
+    with serve_in_thread(upstream.app) as upstream_url:
+        config = {
+            "upstream": {"url": upstream_url},
+            "server": {"header_timeout_s": 1, "body_timeout_s": 1},
+            "tenants": {"acme": {"api_keys": ["sk-acme-1"]}},
+        }
+        with proxy_process(config, tmp_path) as url:
+            port = int(url.rsplit(":", 1)[1])
+            silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+            slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+            slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # never ends
+            short = socket.create_connection(("127.0.0.1", port), timeout=10)
+            short.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer sk-acme-1\r\nContent-Length: 500\r\n\r\n{\"model\""
+            )  # declares 500 bytes, sends 8
+            started = time.monotonic()
+            assert silent.recv(1024) == b""  # closed by the proxy
+            assert slow.recv(1024) == b""
+            reply = short.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408") and b'"error"' in reply
+            assert time.monotonic() - started < 8
+            assert httpx.get(f"{url}/healthz").status_code == 200  # still serving the rest
