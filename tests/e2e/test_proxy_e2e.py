@@ -221,7 +221,7 @@ def test_slow_or_silent_clients_cannot_hold_a_connection(tmp_path: Path) -> None
             short = socket.create_connection(("127.0.0.1", port), timeout=10)
             short.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                b"Authorization: Bearer sk-acme-1\r\nContent-Length: 500\r\n\r\n{\"model\""
+                b'Authorization: Bearer sk-acme-1\r\nContent-Length: 500\r\n\r\n{"model"'
             )  # declares 500 bytes, sends 8
             started = time.monotonic()
             assert silent.recv(1024) == b""  # closed by the proxy
