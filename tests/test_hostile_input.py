@@ -175,26 +175,21 @@ NUMBER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     (COMPLETIONS, completion_with(seed=HOLE), "seed"),
     (COMPLETIONS, completion_with(temperature=HOLE), "temperature"),
 ]
-NON_FINITE = [b"NaN", b"Infinity", b"-Infinity"]
+# NaN / Infinity, and number literals that parse to an infinity (the same non-number, spelt
+# finitely): JSON cannot carry them, so they cannot be forwarded.
+NON_FINITE = {
+    "NaN": b"NaN",
+    "Infinity": b"Infinity",
+    "-Infinity": b"-Infinity",
+    "1e999": b"1e999",
+    "-1e999": b"-1e999",
+    "401-digit-float": b"1" + b"0" * 400 + b".0",
+}
 
 
 @pytest.mark.parametrize("case", NUMBER_FIELDS, ids=_field_id)
-@pytest.mark.parametrize("token", NON_FINITE, ids=lambda t: t.decode())
+@pytest.mark.parametrize("literal", list(NON_FINITE.values()), ids=list(NON_FINITE))
 async def test_non_finite_number_is_a_400_naming_the_field(
-    proxy: ProxyUnderTest, case: tuple[str, dict[str, Any], str], token: bytes
-) -> None:
-    path, body, param = case
-    response = await send(proxy, path, with_hole(body, token))
-    assert_rejected(proxy, response, param)
-
-
-# Number literals that parse to an infinity: the same non-number, spelt finitely.
-OVERFLOWING = [b"1e999", b"-1e999", b"1" + b"0" * 400 + b".0"]
-
-
-@pytest.mark.parametrize("case", NUMBER_FIELDS, ids=_field_id)
-@pytest.mark.parametrize("literal", OVERFLOWING, ids=["1e999", "-1e999", "401-digit-float"])
-async def test_an_overflowing_number_literal_is_a_400_naming_the_field(
     proxy: ProxyUnderTest, case: tuple[str, dict[str, Any], str], literal: bytes
 ) -> None:
     path, body, param = case
