@@ -29,6 +29,9 @@ class ServerSettings(Strict):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_json_depth: int = Field(default=64, ge=4, le=1000)  # deeper: 400 naming the field
     max_messages: int = Field(default=2048, gt=0)  # a chat request with more: 400
+    # A longer query text is matched exactly only, never tokenised: no 256-token window holds
+    # it, and tokenising a megabyte costs a second of CPU.
+    max_prompt_chars: int = Field(default=32_768, gt=0)
     # A connection whose request headers are not complete this long after it opened (or
     # after the request's first byte) is closed: slow-header clients cannot hold connections.
     header_timeout_s: float = Field(default=10.0, gt=0)

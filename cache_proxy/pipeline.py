@@ -248,6 +248,8 @@ class Pipeline:
         if not call.key.semantic:
             return False
         text = call.key.query_text
+        if len(text) > self.limits.max_prompt_chars:
+            return False
         if len(text) <= _INLINE_TOKENISE_CHARS:
             return self.embedder.fits(text)
         return await asyncio.to_thread(self.embedder.fits, text)  # 1 MB took 1.2 s on the loop

@@ -375,3 +375,24 @@ async def test_metrics_count_outcomes_per_tenant(proxy: ProxyUnderTest) -> None:
     assert 'cache_proxy_requests_total{outcome="bypass",tenant="acme"} 1.0' in text
     assert 'cache_proxy_entries{tenant="acme"} 1.0' in text
     assert "cache_proxy_cached_completion_tokens_total" in text
+
+
+async def test_a_query_past_max_prompt_chars_is_matched_exactly_only(
+    proxy_factory: ProxyFactory,
+) -> None:
+    from tests.support.embedders import CountingEmbedder
+
+    counting: list[CountingEmbedder] = []
+
+    def wrap(inner: Any) -> CountingEmbedder:
+        counting.append(CountingEmbedder(inner))
+        return counting[0]
+
+    config = {**TWO_TENANTS, "server": {"max_prompt_chars": 100}}
+    async with proxy_factory(config, wrap_embedder=wrap) as p:
+        before = len(counting[0].batches)
+        long_text = "Tell me about rivers. " * 10  # 220 characters
+        assert (await post(p, chat(long_text))).headers["x-cache"] == "MISS"
+        assert (await post(p, chat(long_text))).headers["x-cache-match"] == "exact"
+        assert (await post(p, chat(long_text + " please"))).headers["x-cache"] == "MISS"
+        assert len(counting[0].batches) == before  # never embedded (nor tokenised)
