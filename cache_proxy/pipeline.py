@@ -43,6 +43,7 @@ from cache_proxy.verify.decision import Candidate, HitDecider
 logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
 _INLINE_TOKENISE_CHARS = 2048  # shorter texts tokenise in well under a millisecond
+_INLINE_PARSE_BYTES = 65_536  # smaller bodies parse and check in well under a millisecond
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,10 @@ class Pipeline:
 
     async def _parse(self, tenant: Tenant, endpoint: Endpoint, request: Request) -> Call:
         raw = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
-        body = parse_json_body(raw, self.limits.max_json_depth)
+        if len(raw) <= _INLINE_PARSE_BYTES:
+            body = parse_json_body(raw, self.limits.max_json_depth)
+        else:  # decoding and checking a large body is CPU the event loop must not spend
+            body = await asyncio.to_thread(parse_json_body, raw, self.limits.max_json_depth)
         messages = body.get("messages")
         if isinstance(messages, list) and len(messages) > self.limits.max_messages:
             raise BadRequest(f"More than {self.limits.max_messages} messages.", "messages")

@@ -396,3 +396,14 @@ async def test_a_query_past_max_prompt_chars_is_matched_exactly_only(
         assert (await post(p, chat(long_text))).headers["x-cache-match"] == "exact"
         assert (await post(p, chat(long_text + " please"))).headers["x-cache"] == "MISS"
         assert len(counting[0].batches) == before  # never embedded (nor tokenised)
+
+
+async def test_a_large_body_is_checked_off_the_loop_all_the_same(proxy: ProxyUnderTest) -> None:
+    items = ",".join('{"a": 1}' for _ in range(12_000)) + ', {"a": NaN}'  # ~120 KB
+    raw = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "metadata": ['
+    raw += items.encode() + b"]}"
+    response = await proxy.client.post(
+        CHAT, content=raw, headers={**proxy.headers(), "content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "metadata.12000.a"
