@@ -127,9 +127,23 @@ class TenantCache:
     def invalidate(self, model: str | None = None) -> int:
         """Drops every entry (of `model`, when given); later stores of older answers fail."""
         self.generation += 1
-        doomed = [e.entry_id for e in self._entries.values() if model in (None, e.answer.model)]
-        for entry_id in doomed:
-            self._remove(entry_id)
+        if model is None:  # everything: new empty maps, no per-entry index work
+            removed = len(self._entries)
+            self._entries, self._by_exact, self._partitions = OrderedDict(), {}, {}
+            self._expiries = []
+            return removed
+        doomed = [e for e in self._entries.values() if e.answer.model == model]
+        by_partition: dict[str, list[int]] = {}
+        for entry in doomed:
+            del self._entries[entry.entry_id]
+            if self._by_exact.get(entry.exact) == entry.entry_id:
+                del self._by_exact[entry.exact]
+            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
+        for partition, entry_ids in by_partition.items():  # one index pass per partition
+            index = self._partitions[partition]
+            index.remove_many(entry_ids)
+            if not index:
+                del self._partitions[partition]
         return len(doomed)
 
     def remove_exact(self, exact: str) -> bool:

@@ -31,12 +31,17 @@ class PartitionIndex:
         self._index.add_with_ids(row, np.array([entry_id], dtype=np.int64))
 
     def remove(self, entry_id: int) -> None:
-        if self._vectors.pop(entry_id, None) is None:
+        self.remove_many([entry_id])
+
+    def remove_many(self, entry_ids: list[int]) -> None:
+        """One pass over the index for all of them (a flat remove_ids is O(n) per call)."""
+        gone = [i for i in entry_ids if self._vectors.pop(i, None) is not None]
+        if not gone:
             return
         if self._kind == "flat":
-            self._index.remove_ids(np.array([entry_id], dtype=np.int64))  # type: ignore[arg-type]
+            self._index.remove_ids(np.array(gone, dtype=np.int64))  # type: ignore[arg-type]
             return
-        self._tombstones += 1
+        self._tombstones += len(gone)
         if self._tombstones > _REBUILD_TOMBSTONE_SHARE * max(len(self._vectors), 1):
             self._rebuild()
 

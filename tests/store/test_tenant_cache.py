@@ -161,3 +161,22 @@ def test_expired_entries_do_not_take_the_search_slots_of_live_ones() -> None:
     hits = cache.search("p", unit(0), 4)
     assert [h.entry.exact for h in hits] == ["live"]
     assert len(cache) == 1  # the expired ones left the index on the way
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_invalidating_a_model_across_partitions_keeps_the_rest_searchable(kind: str) -> None:
+    cache = TenantCache(DIM, 100, kind)  # type: ignore[arg-type]
+    for i in range(40):
+        model = "old" if i % 2 else "new"
+        cache.put(f"p{i % 3}", f"e{i}", f"q{i}", answer(str(i), model), unit(i))
+    generation = cache.generation
+    assert cache.invalidate("old") == 20 and len(cache) == 20 and cache.generation > generation
+    for i in range(40):
+        found = cache.search(f"p{i % 3}", unit(i), 1)
+        kept = i % 2 == 0
+        assert (cache.get_exact(f"e{i}") is not None) == kept
+        assert bool(found and found[0].entry.exact == f"e{i}") == kept
+    assert cache.invalidate() == 20 and len(cache) == 0
+    assert all(cache.search(f"p{p}", unit(0), 1) == [] for p in range(3))
+    cache.put("p0", "again", "q", answer("x"), unit(1))  # usable after a flush
+    assert cache.search("p0", unit(1), 1)[0].entry.exact == "again"
