@@ -142,11 +142,15 @@ class RedisBackend:
         """Waits for the leader's answer to reach the mirror; a direct read once it let go."""
         cache, lease_key = self.mirror.tenant(tenant), self.keys(tenant).lease(exact)
         deadline = time.monotonic() + self._redis.coalesce_wait_s
+        next_check = time.monotonic() + LEASE_CHECK_S
         while time.monotonic() < deadline:
             entry = cache.peek_exact(exact)
             if entry is not None:
                 return entry
-            await self.follower.changed.wait(LEASE_CHECK_S)
+            await self.follower.changed.wait(max(0.0, next_check - time.monotonic()))
+            if time.monotonic() < next_check:
+                continue  # woken by another change: the lease is checked at most every 0.1 s
+            next_check = time.monotonic() + LEASE_CHECK_S
             try:
                 held = await self._tier.call("lease", lambda r: r.exists(lease_key))
                 if not held:  # stored (maybe not followed yet) or given up
@@ -163,6 +167,8 @@ class RedisBackend:
         try:
             found = StoredEntry.from_fields(body, self._space.dimension)
         except (ValueError, KeyError, TypeError):
+            return None
+        if found.expires_at is not None and found.expires_at <= time.time():
             return None
         return Entry(
             -1,  # not in the mirror (the follower adds it): no index id
