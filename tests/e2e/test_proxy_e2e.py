@@ -226,7 +226,24 @@ def test_slow_or_silent_clients_cannot_hold_a_connection(tmp_path: Path) -> None
             started = time.monotonic()
             assert silent.recv(1024) == b""  # closed by the proxy
             assert slow.recv(1024) == b""
-            reply = short.recv(4096)
+            reply = read_reply(short)
             assert reply.startswith(b"HTTP/1.1 408") and b'"error"' in reply
             assert time.monotonic() - started < 8
             assert httpx.get(f"{url}/healthz").status_code == 200  # still serving the rest
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """One whole HTTP response: headers, then as many bytes as content-length says (the body
+    may come in a packet of its own)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+         if line.startswith(b"content-length:")),
+        0,
+    )  # fmt: skip
+    while len(body) < length and (more := sock.recv(4096)):
+        body += more
+    return head + b"\r\n\r\n" + body
