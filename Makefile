@@ -7,6 +7,8 @@ ENGINE_VENV := .venv-engine
 QUANT_VENV := .venv-quant
 MODEL_DIR := build/models/tiny-llama
 QMODEL_DIR := build/models/tiny-llama-w4a16
+GPTQ_DIR := build/models/tiny-llama-gptq
+AWQ_DIR := build/models/tiny-llama-awq
 TOOLS_DIR := build/tools
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -30,12 +32,18 @@ model: $(MODEL_DIR)/config.json
 $(MODEL_DIR)/config.json: $(ENGINE_VENV)/.installed engine/tiny_model.py
 	$(ENGINE_VENV)/bin/python -m engine.tiny_model --out $(MODEL_DIR)
 
-quant: $(QMODEL_DIR)/config.json
+# W4A16 three ways (engine/quantize.py --method): rtn (round-to-nearest, no data), gptq and
+# awq (both calibrated on local text from engine/calibration.py).
+quant: $(QMODEL_DIR)/config.json $(GPTQ_DIR)/config.json $(AWQ_DIR)/config.json
 $(QUANT_VENV)/.installed: deploy/install-quant-venv.sh
 	bash deploy/install-quant-venv.sh $(QUANT_VENV)
 	touch $@
 $(QMODEL_DIR)/config.json: $(QUANT_VENV)/.installed $(MODEL_DIR)/config.json engine/quantize.py
 	$(QUANT_VENV)/bin/python -m engine.quantize --model $(MODEL_DIR) --out $(QMODEL_DIR)
+$(GPTQ_DIR)/config.json: $(QUANT_VENV)/.installed $(MODEL_DIR)/config.json engine/quantize.py engine/calibration.py
+	$(QUANT_VENV)/bin/python -m engine.quantize --model $(MODEL_DIR) --out $(GPTQ_DIR) --method gptq
+$(AWQ_DIR)/config.json: $(QUANT_VENV)/.installed $(MODEL_DIR)/config.json engine/quantize.py engine/calibration.py
+	$(QUANT_VENV)/bin/python -m engine.quantize --model $(MODEL_DIR) --out $(AWQ_DIR) --method awq
 
 helm: $(TOOLS_DIR)/helm
 $(TOOLS_DIR)/helm:

