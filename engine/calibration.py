@@ -16,7 +16,6 @@ in the training corpus or the calibration pairs is dropped. Needs torch (either 
 
 from __future__ import annotations
 
-import importlib
 import random
 from typing import Any
 
@@ -25,7 +24,6 @@ from engine.tiny_model import (
     SEED,
     chat_text,
     docstring_pairs,
-    first_paragraph,
 )
 
 CALIBRATION_MODULES = [
@@ -57,21 +55,6 @@ assert not (set(CALIBRATION_MODULES + HELDOUT_MODULES) & set(CORPUS_MODULES)), (
 )
 
 
-def module_pairs(module_names: list[str]) -> list[tuple[str, str]]:
-    """(question, answer) pairs from public callables of module_names, as tiny_model does."""
-    pairs: dict[str, str] = {}
-    for module_name in module_names:
-        module = importlib.import_module(module_name)
-        for name in sorted(dir(module)):
-            if name.startswith("_"):
-                continue
-            doc = getattr(getattr(module, name, None), "__doc__", None)
-            answer = first_paragraph(doc) if isinstance(doc, str) else ""
-            if 20 <= len(answer) <= 600:
-                pairs.setdefault(f"{module_name}.{name}", answer)
-    return sorted((f"What does {qualified} do?", answer) for qualified, answer in pairs.items())
-
-
 def _without(
     pairs: list[tuple[str, str]], *excluded: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
@@ -90,11 +73,11 @@ def training_pairs() -> list[tuple[str, str]]:
 
 
 def calibration_pairs() -> list[tuple[str, str]]:
-    return _without(module_pairs(CALIBRATION_MODULES), training_pairs())
+    return _without(docstring_pairs(CALIBRATION_MODULES), training_pairs())
 
 
 def heldout_pairs() -> list[tuple[str, str]]:
-    return _without(module_pairs(HELDOUT_MODULES), training_pairs(), calibration_pairs())
+    return _without(docstring_pairs(HELDOUT_MODULES), training_pairs(), calibration_pairs())
 
 
 def shuffled(pairs: list[tuple[str, str]], salt: int = 0) -> list[tuple[str, str]]:

@@ -83,12 +83,13 @@ def first_paragraph(doc: str) -> str:
     return " ".join(paragraph.replace("`", "").replace("\\", "").split())
 
 
-def docstring_pairs() -> list[tuple[str, str]]:
-    """(question, answer) pairs from public callables of CORPUS_MODULES, sorted."""
+def docstring_pairs(module_names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(question, answer) pairs from public callables of the modules (default: the training
+    corpus, CORPUS_MODULES), sorted."""
     import importlib
 
     pairs: dict[str, str] = {}
-    for module_name in CORPUS_MODULES:
+    for module_name in CORPUS_MODULES if module_names is None else module_names:
         module = importlib.import_module(module_name)
         for name in sorted(dir(module)):
             if name.startswith("_"):
