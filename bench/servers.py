@@ -39,6 +39,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30
 @contextmanager
 def running_proxy(log_path: Path, serve_args: list[str]) -> Iterator[str]:
     """`cache-proxy serve SERVE_ARGS --port P` in its own process group; yields its URL."""
+    with running_proxy_process(log_path, serve_args) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_proxy_process(
+    log_path: Path, serve_args: list[str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The same, yielding the process too (for what /proc says about it)."""
     port = free_port()
     command = [str(PROXY_BIN), "--log-level", "warning", "serve", *serve_args, "--port", str(port)]
     with log_path.open("wb") as log_file:
@@ -47,6 +56,6 @@ def running_proxy(log_path: Path, serve_args: list[str]) -> Iterator[str]:
         )
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop_process_group(process)

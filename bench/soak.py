@@ -44,7 +44,6 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,8 +57,7 @@ import httpx
 import yaml
 from tqdm import tqdm
 
-from bench.servers import PROXY_BIN, free_port, wait_ready
-from engine.process import REPO, stop_process_group
+from bench.servers import running_proxy_process
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import serve_in_thread
 
@@ -214,25 +212,8 @@ def proxy_process(config: dict[str, Any], tmp: Path) -> Iterator[tuple[str, int,
     """`cache-proxy serve --config` in its own process group; yields (url, pid, log path)."""
     config_path, log_path = tmp / "proxy.yaml", tmp / "proxy.log"
     config_path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    command = [str(PROXY_BIN), "--log-level", "warning", "serve", "--config", str(config_path),
-               "--port", str(port)]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(f"{url}/readyz", process)
+    with running_proxy_process(log_path, ["--config", str(config_path)]) as (url, process):
         yield url, process.pid, log_path
-    finally:
-        stop_process_group(process)
 
 
 def rss_bytes(pid: int) -> int:
