@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,16 +108,34 @@ class RedisSettings(Strict):
         return _literal_or_env(self.url, self.url_env)
 
 
+IndexKind = Literal["auto", "flat", "ivf"]
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How each partition's vectors are indexed (store/vector_index.py)."""
+
+    kind: IndexKind = "auto"
+    ivf_min_entries: int = 20_000  # auto: a partition this large switches from flat to IVF
+    nprobe: int = 32  # IVF lists searched per query: the recall/speed knob
+
+
 class CacheSettings(Strict):
     # embedded: entries in this process (optionally snapshotted); redis: shared by replicas.
     backend: Literal["embedded", "redis"] = "embedded"
     max_entries: int = Field(default=10_000, gt=0)
-    index: Literal["flat", "hnsw"] = "flat"
+    # auto: exact (flat) per partition, switched to IVF beside it at ivf_min_entries.
+    index: IndexKind = "auto"
+    ivf_min_entries: int = Field(default=20_000, ge=1_000)
+    ivf_nprobe: int = Field(default=32, ge=1, le=4_096)  # lists searched: recall vs speed
     top_k: int = Field(default=4, gt=0, le=64)
     snapshot_path: str | None = None  # embedded: entries survive restarts in this file
     snapshot_interval_s: float = Field(default=60.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)  # expired entries leave the index
     redis: RedisSettings = RedisSettings()
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(self.index, self.ivf_min_entries, self.ivf_nprobe)
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CacheSettings:

@@ -235,7 +235,7 @@ class Pipeline:
         cache = self.store.tenant(call.tenant.name)
         vector = await self._embed(call.key.query_text)
         started = time.perf_counter()
-        hits = cache.search(call.key.partition, vector, self.top_k)
+        hits = await cache.search(call.key.partition, vector, self.top_k)
         self.metrics.search_seconds.observe(time.perf_counter() - started)
         candidates = [
             Candidate(h.entry.entry_id, h.entry.query_text, h.similarity)

@@ -17,7 +17,7 @@ from typing import Any
 
 from cache_proxy.config import CacheSettings
 from cache_proxy.store.backend import Lease, NoLease
-from cache_proxy.store.codec import StoredEntry
+from cache_proxy.store.codec import StoredEntry, Vector
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.identity import CacheSpace
 from cache_proxy.store.snapshot import Record, SnapshotError, read_snapshot, write_snapshot
@@ -26,13 +26,13 @@ from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 logger = logging.getLogger(__name__)
 
 
-def stored(entry: Entry) -> StoredEntry:
+def stored(entry: Entry, vector: Vector | None) -> StoredEntry:
     return StoredEntry(
         partition=entry.partition,
         exact=entry.exact,
         query_text=entry.query_text,
         answer=entry.answer,
-        vector=entry.vector,
+        vector=vector,
         created_at=entry.created_at,
         expires_at=entry.expires_at,
     )
@@ -54,7 +54,7 @@ class EmbeddedBackend:
     kind = "embedded"
 
     def __init__(self, settings: CacheSettings, space: CacheSpace) -> None:
-        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index)
+        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index_settings())
         self._settings = settings
         self._space = space
         self._snapshot = Path(settings.snapshot_path) if settings.snapshot_path else None
@@ -118,6 +118,7 @@ class EmbeddedBackend:
                 await task
         if self._snapshot is not None:
             await self.save_snapshot()
+        self.mirror.close()
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": self.kind, "state": "ok"}
@@ -129,7 +130,7 @@ class EmbeddedBackend:
 
     async def save_snapshot(self) -> int:
         assert self._snapshot is not None
-        records = self._records()  # references only; serialising runs off the loop
+        records = await self._records()  # references only; serialising runs off the loop
         try:
             count = await asyncio.to_thread(self._write, self._snapshot, records)
         except (OSError, ValueError) as exc:  # ValueError: text JSON cannot carry
@@ -144,14 +145,14 @@ class EmbeddedBackend:
         with self._write_lock:
             return write_snapshot(path, self._space.space_id, records)
 
-    def _records(self) -> list[Record]:
-        now = time.time()
-        return [
-            (name, stored(entry))
-            for name in self.mirror.tenant_names()
-            for entry in self.mirror.tenant(name).entries()
-            if not entry.expired(now)
-        ]
+    async def _records(self) -> list[Record]:
+        now, records = time.time(), list[Record]()
+        for name in self.mirror.tenant_names():
+            cache = self.mirror.tenant(name)
+            entries = [e for e in cache.entries() if not e.expired(now)]
+            vectors = await cache.vectors([e for e in entries if e.indexed])  # the index thread
+            records.extend((name, stored(e, vectors.get(e.entry_id))) for e in entries)
+        return records
 
     async def _load_snapshot(self, path: Path) -> None:
         if not path.exists():

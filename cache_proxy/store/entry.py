@@ -40,10 +40,11 @@ class Entry:
     exact: str
     query_text: str
     answer: Answer
-    vector: npt.NDArray[np.float32] | None
+    vector: npt.NDArray[np.float32] | None  # None in a mirror: its index holds the vector
     created_at: float
     expires_at: float | None = None  # None: no expiry
     hits: int = field(default=0)
+    indexed: bool = field(default=False)  # its vector is in its partition's index
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now

@@ -41,7 +41,7 @@ class RedisBackend:
     kind = "redis"
 
     def __init__(self, settings: CacheSettings, space: CacheSpace, metrics: Metrics) -> None:
-        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index)
+        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index_settings())
         self._settings = settings
         self._redis = settings.redis
         self._space = space
@@ -240,6 +240,7 @@ class RedisBackend:
         with contextlib.suppress(SharedUnavailable):
             await self._flush_touches()
         await self._tier.aclose()
+        self.mirror.close()
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {

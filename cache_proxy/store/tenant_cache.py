@@ -1,10 +1,13 @@
 """Per-tenant cache: LRU-bounded entries, an exact map and a vector index per partition.
 
 Every lookup is scoped to one tenant's TenantCache: there is no shared index through which
-one tenant's request could reach another tenant's entry. All mutation happens on the event
-loop (operations are sub-millisecond), so no locks are needed. With the Redis backend this is
-the local mirror of the tenant's shared entries, written only by the change-log follower.
-Expired entries are never returned, and `sweep` drops them in expiry order (a heap).
+one tenant's request could reach another tenant's entry. The maps (entries, exact keys, LRU
+order, expiry heap) live on the event loop and cost O(1)/O(log n) per change; the vectors
+live in per-partition indexes that only an IndexRunner touches (store/index_thread.py), so
+no search, delete or rebuild runs on the loop. An entry keeps no copy of its vector: the
+index holds the only one. With the Redis backend this is the local mirror of the tenant's
+shared entries, written only by the change-log follower. Expired entries are never
+returned, and `sweep` drops them in expiry order (a heap).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cache_proxy.config import IndexSettings
 from cache_proxy.store.entry import Answer, Entry
-from cache_proxy.store.vector_index import IndexKind, PartitionIndex
+from cache_proxy.store.index_thread import IndexRunner, IndexThread, InlineRunner
+from cache_proxy.store.partition_index import PartitionIndex
+from cache_proxy.store.vector_index import Vectors
 
 _EXPIRED_RETRIES = 3
 
@@ -31,13 +37,21 @@ class SearchHit:
 
 
 class TenantCache:
-    def __init__(self, dimension: int, max_entries: int, index_kind: IndexKind = "flat") -> None:
+    def __init__(
+        self,
+        dimension: int,
+        max_entries: int,
+        index: IndexSettings | None = None,
+        runner: IndexRunner | None = None,
+    ) -> None:
         self._dimension = dimension
         self._max_entries = max_entries
-        self._index_kind = index_kind
+        self._index_settings = index or IndexSettings()
+        self._runner: IndexRunner = runner or InlineRunner()
         self._entries: OrderedDict[int, Entry] = OrderedDict()
         self._by_exact: dict[str, int] = {}
         self._partitions: dict[str, PartitionIndex] = {}
+        self._partition_sizes: dict[str, int] = {}  # on the loop: the index's own is threaded
         self._ids = itertools.count(1)
         self._expiries: list[tuple[float, int]] = []  # heap of (expires_at, entry_id)
         self.evictions = 0
@@ -62,13 +76,22 @@ class TenantCache:
             return None
         return entry
 
-    def search(self, partition: str, vector: npt.NDArray[np.float32], k: int) -> list[SearchHit]:
+    def bind(self, runner: IndexRunner) -> None:
+        """From now on its indexes are touched by `runner` only (the cache is published)."""
+        self._runner = runner
+
+    async def search(
+        self, partition: str, vector: npt.NDArray[np.float32], k: int
+    ) -> list[SearchHit]:
         index = self._partitions.get(partition)
         if index is None:
             return []
         now = time.time()
+        found: list[tuple[Entry, float]] = []
         for _ in range(_EXPIRED_RETRIES):
-            found = [(self._entries[i], s) for i, s in index.search(vector, k)]
+            pairs = await self._runner.search(index, vector, k)
+            # an entry removed while the search ran is skipped (its removal was enqueued after)
+            found = [(e, s) for i, s in pairs if (e := self._entries.get(i)) is not None]
             expired = [entry for entry, _ in found if entry.expired(now)]
             if not expired:
                 break
@@ -82,6 +105,27 @@ class TenantCache:
     def entries(self) -> list[Entry]:
         """Every entry, least recently used first."""
         return list(self._entries.values())
+
+    async def vectors(self, entries: list[Entry]) -> dict[int, Vectors]:
+        """The index's vectors of these entries (by entry id), e.g. for a snapshot."""
+        wanted: dict[str, list[int]] = {}
+        for entry in entries:
+            wanted.setdefault(entry.partition, []).append(entry.entry_id)
+        found: dict[int, Vectors] = {}
+        for partition, entry_ids in wanted.items():
+            index = self._partitions.get(partition)
+            if index is not None:
+                found.update(await self._runner.read(index, entry_ids))
+        return found
+
+    def index_stats(self) -> dict[str, int]:
+        """Vectors per index kind and the bytes the indexes hold (read without the index lock:
+        a gauge may be one change behind)."""
+        stats: dict[str, int] = {"index_bytes": 0}
+        for index in list(self._partitions.values()):
+            stats[f"{index.kind}_vectors"] = stats.get(f"{index.kind}_vectors", 0) + len(index)
+            stats["index_bytes"] += index.nbytes
+        return stats
 
     def sweep(self, now: float) -> int:
         """Drops the entries expired at `now`; returns how many."""
@@ -112,13 +156,16 @@ class TenantCache:
             self._remove(old)
         created = time.time() if created_at is None else created_at
         entry_id = next(self._ids)
-        entry = Entry(entry_id, partition, exact, query_text, answer, vector, created, expires_at)
+        entry = Entry(entry_id, partition, exact, query_text, answer, None, created, expires_at)
         self._entries[entry_id] = entry
         self._by_exact[exact] = entry_id
         if expires_at is not None:
             self._push_expiry(expires_at, entry_id)
         if vector is not None:
-            self._partition(partition).add(entry.entry_id, vector)
+            row = np.array(vector, dtype=np.float32)  # our own copy: the caller's may change
+            self._runner.write(self._partition(partition), lambda ix: ix.add(entry_id, row))
+            self._partition_sizes[partition] += 1
+            entry.indexed = True
         while len(self._entries) > self._max_entries:
             self._remove(next(iter(self._entries)))
             self.evictions += 1
@@ -130,7 +177,7 @@ class TenantCache:
         if model is None:  # everything: new empty maps, no per-entry index work
             removed = len(self._entries)
             self._entries, self._by_exact, self._partitions = OrderedDict(), {}, {}
-            self._expiries = []
+            self._partition_sizes, self._expiries = {}, []
             return removed
         doomed = [e for e in self._entries.values() if e.answer.model == model]
         by_partition: dict[str, list[int]] = {}
@@ -138,12 +185,10 @@ class TenantCache:
             del self._entries[entry.entry_id]
             if self._by_exact.get(entry.exact) == entry.entry_id:
                 del self._by_exact[entry.exact]
-            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
-        for partition, entry_ids in by_partition.items():  # one index pass per partition
-            index = self._partitions[partition]
-            index.remove_many(entry_ids)
-            if not index:
-                del self._partitions[partition]
+            if entry.indexed:
+                by_partition.setdefault(entry.partition, []).append(entry.entry_id)
+        for partition, entry_ids in by_partition.items():  # one index call per partition
+            self._unindex(partition, entry_ids)
         return len(doomed)
 
     def remove_exact(self, exact: str) -> bool:
@@ -171,45 +216,59 @@ class TenantCache:
 
     def _partition(self, partition: str) -> PartitionIndex:
         if partition not in self._partitions:
-            self._partitions[partition] = PartitionIndex(self._dimension, self._index_kind)
+            self._partitions[partition] = PartitionIndex(self._dimension, self._index_settings)
+            self._partition_sizes[partition] = 0
         return self._partitions[partition]
 
     def _remove(self, entry_id: int) -> None:
         entry = self._entries.pop(entry_id)
         if self._by_exact.get(entry.exact) == entry_id:
             del self._by_exact[entry.exact]
-        index = self._partitions.get(entry.partition)
-        if index is not None:
-            index.remove(entry_id)
-            if not index:
-                del self._partitions[entry.partition]
+        if entry.indexed:
+            self._unindex(entry.partition, [entry_id])
+
+    def _unindex(self, partition: str, entry_ids: list[int]) -> None:
+        """Drops these vectors (ids without one are ignored); an emptied partition goes."""
+        index = self._partitions.get(partition)
+        if index is None:
+            return
+        self._runner.write(index, lambda ix: ix.remove_many(entry_ids))
+        self._partition_sizes[partition] -= len(entry_ids)
+        if self._partition_sizes[partition] <= 0:
+            del self._partitions[partition], self._partition_sizes[partition]
 
 
 class CacheStore:
-    """Tenant name -> TenantCache, created on first use."""
+    """Tenant name -> TenantCache, created on first use; all share one index thread."""
 
-    def __init__(self, dimension: int, max_entries: int, index_kind: IndexKind = "flat") -> None:
+    def __init__(
+        self, dimension: int, max_entries: int, index: IndexSettings | None = None
+    ) -> None:
         self._dimension = dimension
         self._max_entries = max_entries
-        self._index_kind = index_kind
+        self._index_settings = index or IndexSettings()
         self._tenants: dict[str, TenantCache] = {}
+        self.index_thread = IndexThread()
 
     def tenant(self, name: str) -> TenantCache:
         if name not in self._tenants:
-            self._tenants[name] = TenantCache(self._dimension, self._max_entries, self._index_kind)
+            self._tenants[name] = TenantCache(
+                self._dimension, self._max_entries, self._index_settings, self.index_thread
+            )
         return self._tenants[name]
 
     def tenant_names(self) -> list[str]:
         return list(self._tenants)
 
     def new_tenant_cache(self) -> TenantCache:
-        """An empty cache with this store's settings (filled aside, then swapped in)."""
-        return TenantCache(self._dimension, self._max_entries, self._index_kind)
+        """An empty cache with this store's settings, filled aside (inline), then swapped in."""
+        return TenantCache(self._dimension, self._max_entries, self._index_settings)
 
     def replace_tenant(self, name: str, cache: TenantCache) -> None:
         old = self._tenants.get(name)
         if old is not None:  # a store begun before the swap must still see the invalidation
             cache.generation = max(cache.generation, old.generation + 1)
+        cache.bind(self.index_thread)
         self._tenants[name] = cache
 
     def sweep(self, now: float) -> int:
@@ -221,3 +280,6 @@ class CacheStore:
 
     def drop_tenant(self, name: str) -> None:
         self._tenants.pop(name, None)
+
+    def close(self) -> None:
+        self.index_thread.close()

@@ -65,7 +65,7 @@ async def test_the_bulk_load_writes_what_the_backend_writes_and_rebuilds(
     assert await replica.follower.rebuild("via-bulk") == 5
     probe = entries[3]
     assert probe.vector is not None
-    hits = replica.tenant("via-bulk").search(probe.partition, probe.vector, 1)
+    hits = await replica.tenant("via-bulk").search(probe.partition, probe.vector, 1)
     assert hits[0].entry.answer == probe.answer
     await replica.start()
     await replica.aclose()

@@ -91,14 +91,14 @@ async def test_entries_survive_a_restart(tmp_path: Path) -> None:
     async with running(settings(path)) as second:
         assert sorted(second.tenant_names()) == ["acme", "globex"]
         assert len(second.tenant("acme")) == 3 and len(second.tenant("globex")) == 2
-        hits = second.tenant("acme").search("p", unit(2), 1)
+        hits = await second.tenant("acme").search("p", unit(2), 1)
         assert hits and hits[0].entry.exact == "exact-2"
         assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
         want = Answer("chat", "tiny", "answer 2", "stop", {"completion_tokens": 2})
         assert hits[0].entry.answer == want
         assert hits[0].entry.created_at == created
         assert second.tenant("globex").get_exact("exact-4") is not None
-        assert second.tenant("globex").search("p", unit(2), 5)[0].entry.exact != "exact-2"
+        assert (await second.tenant("globex").search("p", unit(2), 5))[0].entry.exact != "exact-2"
         assert second.tenant("acme").get_exact("exact-4") is None  # tenants stay apart
         assert "snapshot_error" not in second.health()
 
@@ -123,7 +123,7 @@ async def test_snapshot_of_another_engine_revision_is_ignored(
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         async with running(settings(path), space=other) as second:
             assert second.tenant_names() == []
-            assert second.tenant("acme").search("p", unit(2), 1) == []
+            assert await second.tenant("acme").search("p", unit(2), 1) == []
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == LOGGER]
     assert len(warnings) == 1
     message = warnings[0].getMessage()

@@ -89,7 +89,7 @@ async def test_an_entry_stored_through_one_replica_is_found_by_another(replica) 
         assert await put(a, "acme", entry(1))
         assert a.tenant("acme").peek_exact("exact-1") is not None  # the writer sees it at once
         await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
-        hits = b.tenant("acme").search("p", unit(1), 2)
+        hits = await b.tenant("acme").search("p", unit(1), 2)
         assert hits[0].entry.answer.content == "answer 1"
         assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
 
@@ -126,7 +126,7 @@ async def test_tenants_are_apart_in_redis_and_in_every_mirror(  # type: ignore[n
         await put(a, "acme", entry(1))
         await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
         assert b.tenant("globex").peek_exact("exact-1") is None
-        assert b.tenant("globex").search("p", unit(1), 4) == []
+        assert await b.tenant("globex").search("p", unit(1), 4) == []
         assert await b.remove_entry("globex", "exact-1") == 0  # not reachable by key either
         keys = [k.decode() for k in redis_server.client().keys(f"{redis_prefix}*")]
         tenant_keys = [k for k in keys if not k.startswith(f"{redis_prefix}space:")]
@@ -156,7 +156,7 @@ async def test_ttl_expires_in_redis_and_in_every_mirror(  # type: ignore[no-unty
         key = a.keys("acme").entry("exact-1")
         assert 0 < redis_server.client().pttl(key) <= 600
         await until(lambda: b.tenant("acme").peek_exact("exact-1") is None)
-        assert b.tenant("acme").search("p", unit(1), 1)[0].entry.exact == "exact-2"
+        assert (await b.tenant("acme").search("p", unit(1), 1))[0].entry.exact == "exact-2"
         await until(lambda: len(b.tenant("acme")) == 1 and len(a.tenant("acme")) == 1)
         lru = a.keys("acme").lru
         await until(lambda: redis_server.client().zcard(lru) == 1)
@@ -182,7 +182,7 @@ async def test_a_new_replica_rebuilds_its_mirror_from_redis(replica) -> None:  #
             await put(a, "acme", entry(i))
     async with replica() as late:
         assert len(late.tenant("acme")) == 25
-        assert late.tenant("acme").search("p", unit(7), 1)[0].entry.exact == "exact-7"
+        assert (await late.tenant("acme").search("p", unit(7), 1))[0].entry.exact == "exact-7"
 
 
 async def test_one_replica_leads_a_miss_and_the_other_gets_its_answer(replica) -> None:  # type: ignore[no-untyped-def]

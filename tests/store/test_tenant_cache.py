@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from cache_proxy.config import IndexSettings
 from cache_proxy.store import Answer, CacheStore, TenantCache
 
 DIM = 8
@@ -19,80 +20,80 @@ def answer(text: str, model: str = "m") -> Answer:
     return Answer("chat", model, text, "stop")
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_search_finds_own_vector_first(kind: str) -> None:
-    cache = TenantCache(DIM, 100, kind)  # type: ignore[arg-type]
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+async def test_search_finds_own_vector_first(kind: str) -> None:
+    cache = TenantCache(DIM, 100, IndexSettings(kind))  # type: ignore[arg-type]
     for i in range(20):
         cache.put("p", f"e{i}", f"q{i}", answer(str(i)), unit(i))
-    hits = cache.search("p", unit(7), 3)
+    hits = await cache.search("p", unit(7), 3)
     assert hits[0].entry.query_text == "q7" and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
-    assert cache.search("other-partition", unit(7), 3) == []
+    assert await cache.search("other-partition", unit(7), 3) == []
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_lru_eviction_removes_the_vector_too(kind: str) -> None:
-    cache = TenantCache(DIM, 3, kind)  # type: ignore[arg-type]
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+async def test_lru_eviction_removes_the_vector_too(kind: str) -> None:
+    cache = TenantCache(DIM, 3, IndexSettings(kind))  # type: ignore[arg-type]
     for i in range(3):
         cache.put("p", f"e{i}", f"q{i}", answer(str(i)), unit(i))
     assert cache.get_exact("e0") is not None  # e0 becomes most recent; e1 is now oldest
     cache.put("p", "e3", "q3", answer("3"), unit(3))
     assert cache.get_exact("e1") is None and len(cache) == 3 and cache.evictions == 1
-    assert all(h.entry.query_text != "q1" for h in cache.search("p", unit(1), 3))
+    assert all(h.entry.query_text != "q1" for h in await cache.search("p", unit(1), 3))
 
 
-def test_replacing_an_exact_key_keeps_one_entry() -> None:
+async def test_replacing_an_exact_key_keeps_one_entry() -> None:
     cache = TenantCache(DIM, 10)
     cache.put("p", "e", "q", answer("old"), unit(1))
     cache.put("p", "e", "q", answer("new"), unit(1))
     assert len(cache) == 1 and cache.get_exact("e").answer.content == "new"  # type: ignore[union-attr]
-    assert len(cache.search("p", unit(1), 5)) == 1
+    assert len(await cache.search("p", unit(1), 5)) == 1
 
 
-def test_invalidate_by_model_bumps_generation() -> None:
+async def test_invalidate_by_model_bumps_generation() -> None:
     cache = TenantCache(DIM, 10)
     cache.put("p", "a", "qa", answer("x", model="m1"), unit(1))
     cache.put("p", "b", "qb", answer("y", model="m2"), None)
     assert cache.invalidate(model="m1") == 1 and cache.generation == 1
-    assert cache.get_exact("b") is not None and cache.search("p", unit(1), 2) == []
+    assert cache.get_exact("b") is not None and await cache.search("p", unit(1), 2) == []
 
 
-def test_tenants_are_separate_stores() -> None:
+async def test_tenants_are_separate_stores() -> None:
     store = CacheStore(DIM, 10)
     store.tenant("acme").put("p", "e", "q", answer("acme's"), unit(1))
     assert store.tenant("globex").get_exact("e") is None
-    assert store.tenant("globex").search("p", unit(1), 4) == []
+    assert await store.tenant("globex").search("p", unit(1), 4) == []
     assert store.invalidate(tenant="globex") == 0 and len(store.tenant("acme")) == 1
 
 
 # ---- expiry ---------------------------------------------------------------------------------
 
 
-def test_expired_entry_is_never_returned_and_is_dropped() -> None:
+async def test_expired_entry_is_never_returned_and_is_dropped() -> None:
     cache = TenantCache(DIM, 10)
     past = time.time() - 1.0
     cache.put("p", "gone", "q-gone", answer("old"), unit(1), expires_at=past)
     cache.put("p", "live", "q-live", answer("new"), unit(2), expires_at=time.time() + 3600)
     assert len(cache) == 2
-    hits = cache.search("p", unit(1), 5)  # the expired vector is nearest, yet never a hit
+    hits = await cache.search("p", unit(1), 5)  # the expired vector is nearest, yet never a hit
     assert [h.entry.exact for h in hits] == ["live"]
     assert cache.peek_exact("gone") is None
     assert len(cache) == 1  # dropped, vector included
-    assert [h.entry.exact for h in cache.search("p", unit(1), 5)] == ["live"]
+    assert [h.entry.exact for h in await cache.search("p", unit(1), 5)] == ["live"]
     cache.put("p", "gone2", "q", answer("x"), unit(3), expires_at=past)
     assert cache.get_exact("gone2") is None and len(cache) == 1
     assert cache.get_exact("live") is not None and cache.peek_exact("live") is not None
 
 
-def test_entry_without_expiry_never_expires() -> None:
+async def test_entry_without_expiry_never_expires() -> None:
     cache = TenantCache(DIM, 10)
     entry = cache.put("p", "e", "q", answer("forever"), unit(1))
     assert entry.expires_at is None and not entry.expired(time.time() + 10**9)
     assert cache.sweep(time.time() + 10**9) == 0
     assert cache.get_exact("e") is not None
-    assert [h.entry.exact for h in cache.search("p", unit(1), 1)] == ["e"]
+    assert [h.entry.exact for h in await cache.search("p", unit(1), 1)] == ["e"]
 
 
-def test_sweep_removes_exactly_the_expired_entries() -> None:
+async def test_sweep_removes_exactly_the_expired_entries() -> None:
     cache = TenantCache(DIM, 10)
     now = time.time()
     for i, offset in enumerate([100.0, 200.0, 300.0, 400.0]):
@@ -100,7 +101,7 @@ def test_sweep_removes_exactly_the_expired_entries() -> None:
     cache.put("p", "forever", "qf", answer("f"), unit(9))
     assert cache.sweep(now + 250.0) == 2
     assert {e.exact for e in cache.entries()} == {"e2", "e3", "forever"}
-    assert {h.entry.exact for h in cache.search("p", unit(0), 10)} == {"e2", "e3", "forever"}
+    assert {h.entry.exact for h in await cache.search("p", unit(0), 10)} == {"e2", "e3", "forever"}
     assert cache.sweep(now + 250.0) == 0  # nothing more is due
     assert cache.sweep(now + 10**6) == 2 and [e.exact for e in cache.entries()] == ["forever"]
 
@@ -151,32 +152,32 @@ def test_replace_tenant_keeps_a_stale_store_from_landing() -> None:
     assert store.tenant("acme").get_exact("e") is not None
 
 
-def test_expired_entries_do_not_take_the_search_slots_of_live_ones() -> None:
+async def test_expired_entries_do_not_take_the_search_slots_of_live_ones() -> None:
     cache = TenantCache(DIM, 100)
     now = time.time()
     for i in range(4):  # the four nearest to unit(0) have expired
         near = unit(0) + 0.01 * unit(100 + i)
         cache.put("p", f"old{i}", f"q{i}", answer("old"), near / np.linalg.norm(near), now - 1)
     cache.put("p", "live", "q-live", answer("live"), unit(0) + 0.5 * unit(7))
-    hits = cache.search("p", unit(0), 4)
+    hits = await cache.search("p", unit(0), 4)
     assert [h.entry.exact for h in hits] == ["live"]
     assert len(cache) == 1  # the expired ones left the index on the way
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_invalidating_a_model_across_partitions_keeps_the_rest_searchable(kind: str) -> None:
-    cache = TenantCache(DIM, 100, kind)  # type: ignore[arg-type]
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+async def test_invalidating_a_model_across_partitions_keeps_the_rest_searchable(kind: str) -> None:
+    cache = TenantCache(DIM, 100, IndexSettings(kind))  # type: ignore[arg-type]
     for i in range(40):
         model = "old" if i % 2 else "new"
         cache.put(f"p{i % 3}", f"e{i}", f"q{i}", answer(str(i), model), unit(i))
     generation = cache.generation
     assert cache.invalidate("old") == 20 and len(cache) == 20 and cache.generation > generation
     for i in range(40):
-        found = cache.search(f"p{i % 3}", unit(i), 1)
+        found = await cache.search(f"p{i % 3}", unit(i), 1)
         kept = i % 2 == 0
         assert (cache.get_exact(f"e{i}") is not None) == kept
         assert bool(found and found[0].entry.exact == f"e{i}") == kept
     assert cache.invalidate() == 20 and len(cache) == 0
-    assert all(cache.search(f"p{p}", unit(0), 1) == [] for p in range(3))
+    assert [await cache.search(f"p{p}", unit(0), 1) for p in range(3)] == [[], [], []]
     cache.put("p0", "again", "q", answer("x"), unit(1))  # usable after a flush
-    assert cache.search("p0", unit(1), 1)[0].entry.exact == "again"
+    assert (await cache.search("p0", unit(1), 1))[0].entry.exact == "again"
