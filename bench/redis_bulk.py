@@ -47,12 +47,12 @@ def digest(text: str) -> str:
 
 
 def synthetic_entries(
-    count: int, dimension: int, seed: int = 0, start: int = 0
+    count: int, dimension: int, seed: int = 0, start: int = 0, partition: str | None = None
 ) -> Iterator[StoredEntry]:
     """Entries shaped like real ones: sha256 keys, ~80-char prompts, ~300-byte answers,
     random unit vectors, one partition (one model, no system prompt), no expiry."""
     rng = np.random.default_rng(seed)
-    partition, now = digest("bench-partition"), time.time()
+    partition, now = partition or digest("bench-partition"), time.time()
     usage = {"prompt_tokens": 24, "completion_tokens": 70, "total_tokens": 94}
     for i in range(start, start + count):
         topic, situation = TOPICS[i % len(TOPICS)], SITUATIONS[(i // 12) % len(SITUATIONS)]

@@ -45,17 +45,17 @@ def running_proxy(log_path: Path, serve_args: list[str]) -> Iterator[str]:
 
 @contextmanager
 def running_proxy_process(
-    log_path: Path, serve_args: list[str]
+    log_path: Path, serve_args: list[str], port: int | None = None, ready_timeout_s: float = 300
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The same, yielding the process too (for what /proc says about it)."""
-    port = free_port()
+    port = port or free_port()
     command = [str(PROXY_BIN), "--log-level", "warning", "serve", *serve_args, "--port", str(port)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
         )
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, ready_timeout_s)
         yield f"http://127.0.0.1:{port}", process
     finally:
         stop_process_group(process)

@@ -230,6 +230,8 @@ def _install_routes(app: FastAPI, runtime: Runtime) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        if runtime.pipeline is not None:
+            runtime.pipeline.refresh_gauges()
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

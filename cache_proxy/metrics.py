@@ -53,6 +53,21 @@ class Metrics:
             registry=r,
         )
         self.entries = Gauge("cache_proxy_entries", "Cached entries", ["tenant"], registry=r)
+        self.index_vectors = Gauge(
+            "cache_proxy_index_vectors",
+            "Vectors in this replica's index, by index kind (flat, ivf)",
+            ["tenant", "kind"],
+            registry=r,
+        )
+        self.index_bytes = Gauge(
+            "cache_proxy_index_bytes", "Bytes held by this replica's index", ["tenant"], registry=r
+        )
+        self.index_rebuilding = Gauge(
+            "cache_proxy_index_rebuilding",
+            "Partitions whose index is being rebuilt beside the live one",
+            ["tenant"],
+            registry=r,
+        )
         self.cached_tokens = Counter(
             "cache_proxy_cached_completion_tokens",
             "Completion tokens served from cache instead of the engine",

@@ -154,6 +154,17 @@ class Pipeline:
         await self.embedder.close()
         await self.store.aclose()
 
+    def refresh_gauges(self) -> None:
+        """Entry and index gauges, read at scrape time (O(partitions), not O(entries))."""
+        for name in self.store.tenant_names():
+            cache = self.store.tenant(name)
+            stats = cache.index_stats()
+            self.metrics.entries.labels(name).set(len(cache))
+            for kind in ("flat", "ivf"):
+                self.metrics.index_vectors.labels(name, kind).set(stats[kind])
+            self.metrics.index_bytes.labels(name).set(stats["bytes"])
+            self.metrics.index_rebuilding.labels(name).set(stats["rebuilding"])
+
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()
         tenant_name = "unknown"

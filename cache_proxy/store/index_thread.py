@@ -38,12 +38,11 @@ class IndexRunner(Protocol):
 
 
 class InlineRunner:
-    """A cache nobody reads yet (built aside, or a unit test): work runs in the caller."""
+    """A cache nobody reads yet (built aside, or a unit test): work runs in the caller. It
+    does not rebuild: a bulk load stays flat (cheap adds) until the IndexThread takes it."""
 
     def write(self, index: PartitionIndex, edit: Edit) -> None:
         edit(index)
-        if index.rebuild_due():
-            index.rebuild_now()
 
     async def search(self, index: PartitionIndex, vector: Vectors, k: int) -> Found:
         return index.search_many(vector.reshape(1, -1), k)[0]
@@ -98,6 +97,10 @@ class IndexThread:
         result: Future[dict[int, Vectors]] = Future()
         self._put(_Read(index, entry_ids, result))
         return await asyncio.wrap_future(result)
+
+    def adopt(self, index: PartitionIndex) -> None:
+        """Takes over an index built inline: starts the rebuild it is due, if any."""
+        self._put(_Write(index, _no_edit))
 
     def close(self) -> None:
         with self._ready:
@@ -192,6 +195,10 @@ class IndexThread:
             self._put(work)
         except RuntimeError:  # closed meanwhile: the index goes with the process
             return
+
+
+def _no_edit(index: PartitionIndex) -> None:
+    return None
 
 
 def _same_search(work: _Work, first: _Search) -> bool:

@@ -76,9 +76,12 @@ class TenantCache:
             return None
         return entry
 
-    def bind(self, runner: IndexRunner) -> None:
-        """From now on its indexes are touched by `runner` only (the cache is published)."""
+    def bind(self, runner: IndexThread) -> None:
+        """From now on its indexes are touched by `runner` only (the cache is published);
+        a partition loaded past the flat size gets its IVF index built aside now."""
         self._runner = runner
+        for index in self._partitions.values():
+            runner.adopt(index)
 
     async def search(
         self, partition: str, vector: npt.NDArray[np.float32], k: int
@@ -121,10 +124,11 @@ class TenantCache:
     def index_stats(self) -> dict[str, int]:
         """Vectors per index kind and the bytes the indexes hold (read without the index lock:
         a gauge may be one change behind)."""
-        stats: dict[str, int] = {"index_bytes": 0}
+        stats = {"flat": 0, "ivf": 0, "bytes": 0, "rebuilding": 0}
         for index in list(self._partitions.values()):
-            stats[f"{index.kind}_vectors"] = stats.get(f"{index.kind}_vectors", 0) + len(index)
-            stats["index_bytes"] += index.nbytes
+            stats[index.kind] += len(index)
+            stats["bytes"] += index.nbytes
+            stats["rebuilding"] += index.rebuilding
         return stats
 
     def sweep(self, now: float) -> int:

@@ -19,7 +19,7 @@ Ids = npt.NDArray[np.int64]
 Found = list[tuple[int, float]]  # (entry_id, cosine similarity), best first
 # Below this many vectors an IVF index is not trained (k-means needs points per centroid).
 IVF_MIN_TRAIN = 1_000
-_MAX_NLIST = 4_096
+_MAX_NLIST = 2_048  # a 1M-vector build: ~15 s k-means + ~25 s assignment on one core
 _TRAIN_POINTS_PER_LIST = 40
 # An IVF index is retrained (beside the old one) once it holds this many times its
 # training size: the lists it was trained for grow long and searches slow down.
@@ -120,7 +120,8 @@ class IvfVectors:
         index = faiss.IndexIVFFlat(
             faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT
         )
-        index.cp.max_points_per_centroid = 64  # bounds k-means time on big partitions
+        index.cp.max_points_per_centroid = 32  # bounds k-means time on big partitions
+        index.cp.niter = 10  # recall on QQP is unchanged from the default 25 (bench.scale)
         index.train(vectors)
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # not in the stubs
         index.nprobe = nprobe

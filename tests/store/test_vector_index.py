@@ -75,7 +75,7 @@ def test_ivf_deletes_in_place_and_round_trips_its_vectors() -> None:
 
 
 def test_nlist_keeps_enough_training_points_per_list() -> None:
-    assert nlist_for(1000) == 25 and nlist_for(20_000) == 500 and nlist_for(10**7) == 4096
+    assert nlist_for(1000) == 25 and nlist_for(20_000) == 500 and nlist_for(10**7) == 2048
 
 
 def test_auto_switches_to_ivf_at_its_size_and_back_to_flat_when_it_shrinks() -> None:
