@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,10 @@ def measure_gptcache(
     cache = _filled_cache(tmp, embedder, real, size)
     texts = [r[1].query_text.replace("?", "??") for r in real][:queries]
     single = [_timed_hit(cache, t) for t in tqdm(texts, desc="gptcache latency", mininterval=5)]
-    lock_free_rate = _rate(cache, texts, threads=32, total=max(200, len(texts)))
-    return GptCacheResult(size, statistics.median(single), lock_free_rate, gptcache.__version__)
+    rate = _rate(cache, texts, threads=32, total=max(200, len(texts)))
+    cache.data_manager.close()  # while `tmp` exists: its atexit hook would write there later
+    cache.data_manager = SimpleNamespace(close=lambda: None)
+    return GptCacheResult(size, statistics.median(single), rate, gptcache.__version__)
 
 
 def _filled_cache(tmp: Path, embedder: Embedder, real: list[Record], size: int) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,11 +32,21 @@ from cache_proxy.config import EmbeddingSettings, IndexSettings
 from cache_proxy.embedding.loader import load_embedder
 
 
-def run(sizes: list[int], queries: int, inserts: int, gpt_sizes: list[int]) -> None:
-    store = [asyncio.run(measure_store(n, inserts, IndexSettings())) for n in sizes]
+def run(
+    sizes: list[int],
+    queries: int,
+    inserts: int,
+    gpt_sizes: list[int],
+    ivf_min_entries: int = IndexSettings().ivf_min_entries,
+) -> None:
+    settings = IndexSettings(ivf_min_entries=ivf_min_entries)
+    store = [asyncio.run(measure_store(n, inserts, settings)) for n in sizes]
     with tempfile.TemporaryDirectory() as tmp, canned_upstream(None) as (upstream, _):
         space, real = seed_real_entries(Path(tmp), upstream, prompts(queries))
-        http = [measure_http(Path(tmp), upstream, space, real, n, queries) for n in sizes]
+        http = [
+            measure_http(Path(tmp), upstream, space, real, n, queries, ivf_min_entries)
+            for n in sizes
+        ]
         embedder = load_embedder(EmbeddingSettings())
         gpt = [measure_gptcache(Path(tmp), embedder, real, n, queries) for n in gpt_sizes]
     report(store, http, gpt)
@@ -50,7 +61,9 @@ def report(store: list[StoreResult], http: list[HttpResult], gpt: list[GptCacheR
             f"{h.size:>10,}{h.index_kind:>7}{h.embed_ms[0]:>11.2f}{h.embed_ms[1]:>8.2f}"
             f"{h.hit_ms[0]:>9.2f}{h.hit_ms[1]:>8.2f}{h.hit_ms[0] / h.embed_ms[0]:>10.2f}x"
         )
-    print("\n== 2. semantic hits/s by concurrency vs the embedder's batched texts/s ==")
+    client = "hey (Go)" if shutil.which("hey") else "httpx (Python, in the bench process)"
+    print(f"\n== 2. semantic hits/s by concurrency vs the embedder's batched texts/s; "
+          f"load from {client} ==")  # fmt: skip
     print(f"{'entries':>10}" + "".join(f"{'c=' + str(c):>9}" for c in (1, 8, 32))
           + f"{'embed/s':>9}{'c=32 ratio':>12}")  # fmt: skip
     for h in http:
@@ -104,8 +117,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--inserts", type=int, default=20_000)
     parser.add_argument("--gptcache-sizes", type=_sizes, default=[10_000, 100_000])
+    parser.add_argument("--ivf-min-entries", type=int, default=IndexSettings().ivf_min_entries)
     args = parser.parse_args()
-    run(args.sizes, args.queries, args.inserts, args.gptcache_sizes)
+    run(args.sizes, args.queries, args.inserts, args.gptcache_sizes, args.ivf_min_entries)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import re
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,12 +60,14 @@ def ask_body(text: str) -> dict[str, object]:
     return {"model": "tiny", "max_tokens": 16, "messages": [{"role": "user", "content": text}]}
 
 
-def proxy_config(tmp: Path, upstream: str, snapshot: Path, max_entries: int) -> Path:
+def proxy_config(
+    tmp: Path, upstream: str, snapshot: Path, max_entries: int, ivf_min_entries: int = 20_000
+) -> Path:
     config = {
         "upstream": {"url": upstream},
         "tenants": {TENANT: {"api_keys": [KEY], "threshold": 0.9}},
         "cache": {"max_entries": max_entries, "snapshot_path": str(snapshot),
-                  "snapshot_interval_s": 10**6},
+                  "snapshot_interval_s": 10**6, "ivf_min_entries": ivf_min_entries},
     }  # fmt: skip
     path = tmp / f"proxy-{max_entries}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -90,13 +96,14 @@ def write_scaled_snapshot(path: Path, space: str, real: list[Record], size: int)
 
 
 @contextmanager
-def loaded_proxy(tmp: Path, upstream: str, space: str, real: list[Record], size: int
-                 ) -> Iterator[tuple[str, float, tuple[float, float], float, str]]:  # fmt: skip
+def loaded_proxy(
+    tmp: Path, upstream: str, space: str, real: list[Record], size: int, ivf_min_entries: int
+) -> Iterator[tuple[str, float, tuple[float, float], float, str]]:
     """The proxy with `size` entries, its index settled. Yields (url, load s, /healthz lag
     while loading and rebuilding, RSS MB, index kind)."""
     snapshot = tmp / f"scale-{size}.snapshot"
     write_scaled_snapshot(snapshot, space, real, size)
-    config = proxy_config(tmp, upstream, snapshot, size)
+    config = proxy_config(tmp, upstream, snapshot, size, ivf_min_entries)
     port = free_port()
     started = time.perf_counter()
     with HealthzProbe(f"http://127.0.0.1:{port}/healthz") as probe:
@@ -179,6 +186,34 @@ async def hits_per_second(url: str, texts: list[str], concurrency: int, total: i
         return total / (time.perf_counter() - started)
 
 
+def hey_rate(url: str, text: str, concurrency: int, total: int, tmp: Path) -> float:
+    """Semantic hits/s with `hey` (Go) as the load generator: a Python client would take a
+    good part of the two cores from the proxy. Every response must be a semantic hit (the
+    proxy's own counter says so); hey sends one body, so the 32 texts of a batch are alike."""
+    body = tmp / "hey-body.json"
+    body.write_text(json.dumps(ask_body(variant(text))))
+    before = _semantic_hits(url)
+    command = ["hey", "-n", str(total), "-c", str(concurrency), "-m", "POST",
+               "-T", "application/json", "-H", f"Authorization: Bearer {KEY}",
+               "-D", str(body), f"{url}/v1/chat/completions"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    served = _semantic_hits(url) - before
+    if served != total:
+        raise RuntimeError(f"hey: {served} of {total} requests were semantic hits")
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if match is None:
+        raise RuntimeError(f"hey printed no rate: {out[-500:]}")
+    return float(match.group(1))
+
+
+def _semantic_hits(url: str) -> int:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    prefix = f'cache_proxy_requests_total{{outcome="hit_semantic",tenant="{TENANT}"}}'
+    return sum(
+        int(float(line.split()[-1])) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
 def batched_embed_rate(embedder: Embedder, texts: list[str], seconds: float = 3.0) -> float:
     """Texts/s of the embedder at batch 32 (the proxy's max_batch_size), proxy idle."""
     batch = [variant(t) for t in (texts * 32)[:32]]
@@ -189,17 +224,30 @@ def batched_embed_rate(embedder: Embedder, texts: list[str], seconds: float = 3.
     return done / (time.perf_counter() - started)
 
 
-def measure_http(tmp: Path, upstream: str, space: str, real: list[Record], size: int,
-                 queries: int) -> HttpResult:  # fmt: skip
+def _rate(url: str, texts: list[str], concurrency: int, tmp: Path) -> float:
+    total = concurrency * max(20, 300 // concurrency)  # hey sends n // c per client
+    if shutil.which("hey"):
+        hey_rate(url, texts[0], concurrency, concurrency, tmp)  # warm-up
+        return hey_rate(url, texts[0], concurrency, total, tmp)
+    return asyncio.run(hits_per_second(url, texts, concurrency, total))
+
+
+def measure_http(
+    tmp: Path,
+    upstream: str,
+    space: str,
+    real: list[Record],
+    size: int,
+    queries: int,
+    ivf_min_entries: int,
+) -> HttpResult:
     texts = [r[1].query_text for r in real][:queries]
     embedder = load_embedder(EmbeddingSettings())  # the proxy's default: ONNX Runtime
     embedder.encode(["warm-up"])
-    with loaded_proxy(tmp, upstream, space, real, size) as (url, load_s, lag, rss, kind):
+    proxy = loaded_proxy(tmp, upstream, space, real, size, ivf_min_entries)
+    with proxy as (url, load_s, lag, rss, kind):
         embed, hit = latencies(url, texts, embedder)
-        rates = {
-            c: asyncio.run(hits_per_second(url, texts, c, total=max(200, 10 * c)))
-            for c in CONCURRENCY
-        }
+        rates = {c: _rate(url, texts, c, tmp) for c in CONCURRENCY}
         rate = batched_embed_rate(embedder, texts)
     return HttpResult(
         size,

@@ -124,6 +124,10 @@ class CacheSettings(Strict):
     # embedded: entries in this process (optionally snapshotted); redis: shared by replicas.
     backend: Literal["embedded", "redis"] = "embedded"
     max_entries: int = Field(default=10_000, gt=0)
+    # Per tenant and replica: LRU entries go once their estimated memory passes this
+    # (text + vector + ~800 B of objects each). With redis, Redis itself is bounded by
+    # max_entries (and its own maxmemory); this bounds each replica's mirror.
+    max_bytes: int | None = Field(default=None, ge=1 << 20)
     # auto: exact (flat) per partition, switched to IVF beside it at ivf_min_entries.
     index: IndexKind = "auto"
     ivf_min_entries: int = Field(default=20_000, ge=1_000)

@@ -64,7 +64,7 @@ class Metrics:
         )
         self.index_rebuilding = Gauge(
             "cache_proxy_index_rebuilding",
-            "Partitions whose index is being rebuilt beside the live one",
+            "Partitions whose index is being (or is due to be) rebuilt beside the live one",
             ["tenant"],
             registry=r,
         )

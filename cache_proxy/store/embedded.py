@@ -54,7 +54,9 @@ class EmbeddedBackend:
     kind = "embedded"
 
     def __init__(self, settings: CacheSettings, space: CacheSpace) -> None:
-        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index_settings())
+        self.mirror = CacheStore(
+            space.dimension, settings.max_entries, settings.index_settings(), settings.max_bytes
+        )
         self._settings = settings
         self._space = space
         self._snapshot = Path(settings.snapshot_path) if settings.snapshot_path else None

@@ -41,7 +41,9 @@ class RedisBackend:
     kind = "redis"
 
     def __init__(self, settings: CacheSettings, space: CacheSpace, metrics: Metrics) -> None:
-        self.mirror = CacheStore(space.dimension, settings.max_entries, settings.index_settings())
+        self.mirror = CacheStore(
+            space.dimension, settings.max_entries, settings.index_settings(), settings.max_bytes
+        )
         self._settings = settings
         self._redis = settings.redis
         self._space = space

@@ -22,12 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cache_proxy.config import IndexSettings
-from cache_proxy.store.entry import Answer, Entry
+from cache_proxy.store.entry import Answer, Entry, entry_bytes
 from cache_proxy.store.index_thread import IndexRunner, IndexThread, InlineRunner
 from cache_proxy.store.partition_index import PartitionIndex
 from cache_proxy.store.vector_index import Vectors
 
 _EXPIRED_RETRIES = 3
+_INDEX_ID_BYTES = 24  # the id beside the vector, and its slot in the id -> row table
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ class TenantCache:
         max_entries: int,
         index: IndexSettings | None = None,
         runner: IndexRunner | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._dimension = dimension
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self.bytes = 0  # estimated memory of its entries, vectors included (entry_bytes)
         self._index_settings = index or IndexSettings()
         self._runner: IndexRunner = runner or InlineRunner()
         self._entries: OrderedDict[int, Entry] = OrderedDict()
@@ -128,7 +132,7 @@ class TenantCache:
         for index in list(self._partitions.values()):
             stats[index.kind] += len(index)
             stats["bytes"] += index.nbytes
-            stats["rebuilding"] += index.rebuilding
+            stats["rebuilding"] += index.rebuilding or index.rebuild_due()  # due: queued
         return stats
 
     def sweep(self, now: float) -> int:
@@ -161,6 +165,9 @@ class TenantCache:
         created = time.time() if created_at is None else created_at
         entry_id = next(self._ids)
         entry = Entry(entry_id, partition, exact, query_text, answer, None, created, expires_at)
+        vector_bytes = 0 if vector is None else 4 * self._dimension + _INDEX_ID_BYTES
+        entry.size_bytes = entry_bytes(query_text, exact, answer, vector_bytes)
+        self.bytes += entry.size_bytes
         self._entries[entry_id] = entry
         self._by_exact[exact] = entry_id
         if expires_at is not None:
@@ -170,16 +177,20 @@ class TenantCache:
             self._runner.write(self._partition(partition), lambda ix: ix.add(entry_id, row))
             self._partition_sizes[partition] += 1
             entry.indexed = True
-        while len(self._entries) > self._max_entries:
+        while len(self._entries) > self._max_entries or self._over_bytes():
             self._remove(next(iter(self._entries)))
             self.evictions += 1
         return entry
+
+    def _over_bytes(self) -> bool:
+        """Past max_bytes; the newest entry always stays, however large."""
+        return self._max_bytes is not None and self.bytes > self._max_bytes and len(self) > 1
 
     def invalidate(self, model: str | None = None) -> int:
         """Drops every entry (of `model`, when given); later stores of older answers fail."""
         self.generation += 1
         if model is None:  # everything: new empty maps, no per-entry index work
-            removed = len(self._entries)
+            removed, self.bytes = len(self._entries), 0
             self._entries, self._by_exact, self._partitions = OrderedDict(), {}, {}
             self._partition_sizes, self._expiries = {}, []
             return removed
@@ -187,6 +198,7 @@ class TenantCache:
         by_partition: dict[str, list[int]] = {}
         for entry in doomed:
             del self._entries[entry.entry_id]
+            self.bytes -= entry.size_bytes
             if self._by_exact.get(entry.exact) == entry.entry_id:
                 del self._by_exact[entry.exact]
             if entry.indexed:
@@ -226,6 +238,7 @@ class TenantCache:
 
     def _remove(self, entry_id: int) -> None:
         entry = self._entries.pop(entry_id)
+        self.bytes -= entry.size_bytes
         if self._by_exact.get(entry.exact) == entry_id:
             del self._by_exact[entry.exact]
         if entry.indexed:
@@ -246,10 +259,15 @@ class CacheStore:
     """Tenant name -> TenantCache, created on first use; all share one index thread."""
 
     def __init__(
-        self, dimension: int, max_entries: int, index: IndexSettings | None = None
+        self,
+        dimension: int,
+        max_entries: int,
+        index: IndexSettings | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._dimension = dimension
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._index_settings = index or IndexSettings()
         self._tenants: dict[str, TenantCache] = {}
         self.index_thread = IndexThread()
@@ -257,7 +275,11 @@ class CacheStore:
     def tenant(self, name: str) -> TenantCache:
         if name not in self._tenants:
             self._tenants[name] = TenantCache(
-                self._dimension, self._max_entries, self._index_settings, self.index_thread
+                self._dimension,
+                self._max_entries,
+                self._index_settings,
+                self.index_thread,
+                self._max_bytes,
             )
         return self._tenants[name]
 
@@ -266,7 +288,9 @@ class CacheStore:
 
     def new_tenant_cache(self) -> TenantCache:
         """An empty cache with this store's settings, filled aside (inline), then swapped in."""
-        return TenantCache(self._dimension, self._max_entries, self._index_settings)
+        return TenantCache(
+            self._dimension, self._max_entries, self._index_settings, max_bytes=self._max_bytes
+        )
 
     def replace_tenant(self, name: str, cache: TenantCache) -> None:
         old = self._tenants.get(name)

@@ -181,3 +181,39 @@ async def test_invalidating_a_model_across_partitions_keeps_the_rest_searchable(
     assert [await cache.search(f"p{p}", unit(0), 1) for p in range(3)] == [[], [], []]
     cache.put("p0", "again", "q", answer("x"), unit(1))  # usable after a flush
     assert (await cache.search("p0", unit(1), 1))[0].entry.exact == "again"
+
+
+# ---- memory bound ---------------------------------------------------------------------------
+
+
+def test_max_bytes_evicts_least_recently_used_entries_first() -> None:
+    first = TenantCache(DIM, 1000).put("p", "e0", "q", answer("x" * 1000), unit(0))
+    cache = TenantCache(DIM, 1000, max_bytes=int(3.5 * first.size_bytes))
+    for i in range(3):
+        cache.put("p", f"e{i}", "q", answer("x" * 1000), unit(i))
+    assert cache.get_exact("e0") is not None  # e1 is now the least recently used
+    cache.put("p", "e3", "q", answer("x" * 1000), unit(3))
+    assert cache.get_exact("e1") is None and len(cache) == 3 and cache.evictions == 1
+    assert cache.bytes == 3 * first.size_bytes
+    huge = cache.put("p", "big", "q", answer("y" * 100_000), unit(4))
+    assert [e.exact for e in cache.entries()] == ["big"] and cache.bytes == huge.size_bytes
+    cache.invalidate()
+    assert cache.bytes == 0
+
+
+def test_the_byte_estimate_matches_what_entries_take() -> None:
+    import tracemalloc
+
+    count, estimated = 5000, 0
+    tracemalloc.start()
+    try:
+        cache = TenantCache(DIM, count)
+        for i in range(count):
+            usage = {"prompt_tokens": 20 + i % 7, "completion_tokens": 70, "total_tokens": 90}
+            reply = Answer("chat", "m", f"answer {i} " + "word " * 60, "stop", usage)
+            entry = cache.put("p", f"{i:064x}", f"Question {i}: how do I fix it?", reply, None)
+            estimated += entry.size_bytes
+        traced, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 0.7 < estimated / traced < 1.3, (estimated, traced)
