@@ -56,7 +56,8 @@ def _filled_cache(tmp: Path, embedder: Embedder, real: list[Record], size: int) 
     from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
 
     manager = get_data_manager(
-        CacheBase("sqlite", sql_url=f"sqlite:///{tmp / 'gptcache.db'}"),
+        # timeout: 32 threads updating last_access hit SQLite's 5 s lock wait otherwise
+        CacheBase("sqlite", sql_url=f"sqlite:///{tmp / 'gptcache.db'}?timeout=120"),
         VectorBase("faiss", dimension=384, index_path=str(tmp / "gptcache.faiss")),
         max_size=2 * size,  # its default (1,000) would evict most of them
     )

@@ -40,19 +40,21 @@ def run(
     ivf_min_entries: int = IndexSettings().ivf_min_entries,
 ) -> None:
     settings = IndexSettings(ivf_min_entries=ivf_min_entries)
-    store = [asyncio.run(measure_store(n, inserts, settings)) for n in sizes]
+    # Each part prints its table as soon as it is measured: a failure later loses nothing.
+    report_store([asyncio.run(measure_store(n, inserts, settings)) for n in sizes])
     with tempfile.TemporaryDirectory() as tmp, canned_upstream(None) as (upstream, _):
         space, real = seed_real_entries(Path(tmp), upstream, prompts(queries))
         http = [
             measure_http(Path(tmp), upstream, space, real, n, queries, ivf_min_entries)
             for n in sizes
         ]
+        report_http(http)
         embedder = load_embedder(EmbeddingSettings())
         gpt = [measure_gptcache(Path(tmp), embedder, real, n, queries) for n in gpt_sizes]
-    report(store, http, gpt)
+    report_gptcache(gpt, http)
 
 
-def report(store: list[StoreResult], http: list[HttpResult], gpt: list[GptCacheResult]) -> None:
+def report_http(http: list[HttpResult]) -> None:
     print("\n== 1. latency: bare embedding vs HTTP semantic hit (ms) ==")
     print(f"{'entries':>10}{'index':>7}{'embed p50':>11}{'p99':>8}{'hit p50':>9}{'p99':>8}"
           f"{'p50 ratio':>11}")  # fmt: skip
@@ -70,14 +72,6 @@ def report(store: list[StoreResult], http: list[HttpResult], gpt: list[GptCacheR
         rates = "".join(f"{h.hits_per_s[c]:>9.1f}" for c in (1, 8, 32))
         ratio = h.hits_per_s[32] / h.embed_batched_per_s
         print(f"{h.size:>10,}{rates}{h.embed_batched_per_s:>9.1f}{ratio:>11.2f}x")
-    print("\n== 3./4. inserts at capacity (each evicts) and event-loop lag, in-process ==")
-    print(f"{'entries':>10}{'index':>7}{'loop us':>9}{'applied us':>12}{'rebuild s':>11}"
-          f"{'lag rebuild p99/max ms':>24}{'lag inserts p99/max ms':>24}")  # fmt: skip
-    for s in store:
-        print(
-            f"{s.size:>10,}{s.kind:>7}{s.insert_loop_us:>9.1f}{s.insert_applied_us:>12.1f}"
-            f"{s.rebuild_s:>11.1f}{_pair(s.rebuild_lag_ms):>24}{_pair(s.insert_lag_ms):>24}"
-        )
     print("\n== 4./5. the proxy loading N entries: /healthz lag, memory ==")
     print(f"{'entries':>10}{'load+index s':>14}{'healthz p99/max ms':>20}{'RSS MB':>9}"
           f"{'KB/entry':>10}")  # fmt: skip
@@ -86,6 +80,20 @@ def report(store: list[StoreResult], http: list[HttpResult], gpt: list[GptCacheR
         per_entry = (h.rss_mb - base.rss_mb) * 1024 / (h.size - base.size) if h is not base else 0
         print(f"{h.size:>10,}{h.load_s:>14.1f}{_pair(h.load_lag_ms):>20}{h.rss_mb:>9.0f}"
               f"{per_entry:>10.2f}")  # fmt: skip
+
+
+def report_store(store: list[StoreResult]) -> None:
+    print("\n== 3./4. inserts at capacity (each evicts) and event-loop lag, in-process ==")
+    print(f"{'entries':>10}{'index':>7}{'loop us':>9}{'applied us':>12}{'rebuild s':>11}"
+          f"{'lag rebuild p99/max ms':>24}{'lag inserts p99/max ms':>24}")  # fmt: skip
+    for s in store:
+        print(
+            f"{s.size:>10,}{s.kind:>7}{s.insert_loop_us:>9.1f}{s.insert_applied_us:>12.1f}"
+            f"{s.rebuild_s:>11.1f}{_pair(s.rebuild_lag_ms):>24}{_pair(s.insert_lag_ms):>24}"
+        )
+
+
+def report_gptcache(gpt: list[GptCacheResult], http: list[HttpResult]) -> None:
     print("\n== 6. GPTCache side by side (same MiniLM, FAISS, entries) ==")
     ours = {h.size: h for h in http}
     for g in gpt:
