@@ -125,7 +125,7 @@ class CacheSettings(Strict):
     backend: Literal["embedded", "redis"] = "embedded"
     max_entries: int = Field(default=10_000, gt=0)
     # Per tenant and replica: LRU entries go once their estimated memory passes this
-    # (text + vector + ~800 B of objects each). With redis, Redis itself is bounded by
+    # (text + vector + ~730 B of objects each). With redis, Redis itself is bounded by
     # max_entries (and its own maxmemory); this bounds each replica's mirror.
     max_bytes: int | None = Field(default=None, ge=1 << 20)
     # auto: exact (flat) per partition, switched to IVF beside it at ivf_min_entries.

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -30,7 +31,9 @@ Edit = Callable[[PartitionIndex], None]
 
 
 class IndexRunner(Protocol):
-    def write(self, index: PartitionIndex, edit: Edit) -> None: ...
+    def add(self, index: PartitionIndex, entry_id: int, vector: Vectors) -> None: ...
+
+    def remove(self, index: PartitionIndex, entry_ids: list[int]) -> None: ...
 
     async def search(self, index: PartitionIndex, vector: Vectors, k: int) -> Found: ...
 
@@ -41,8 +44,11 @@ class InlineRunner:
     """A cache nobody reads yet (built aside, or a unit test): work runs in the caller. It
     does not rebuild: a bulk load stays flat (cheap adds) until the IndexThread takes it."""
 
-    def write(self, index: PartitionIndex, edit: Edit) -> None:
-        edit(index)
+    def add(self, index: PartitionIndex, entry_id: int, vector: Vectors) -> None:
+        index.add(entry_id, vector)
+
+    def remove(self, index: PartitionIndex, entry_ids: list[int]) -> None:
+        index.remove_many(entry_ids)
 
     async def search(self, index: PartitionIndex, vector: Vectors, k: int) -> Found:
         return index.search_many(vector.reshape(1, -1), k)[0]
@@ -52,7 +58,22 @@ class InlineRunner:
 
 
 @dataclass(frozen=True)
-class _Write:
+class _Add:
+    index: PartitionIndex
+    entry_id: int
+    vector: Vectors
+
+
+@dataclass(frozen=True)
+class _Remove:
+    index: PartitionIndex
+    entry_ids: list[int]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Anything else done to an index (swap in a rebuild, adopt it): runs in its turn."""
+
     index: PartitionIndex
     edit: Edit
 
@@ -72,7 +93,7 @@ class _Read:
     result: Future[dict[int, Vectors]]
 
 
-_Work = _Write | _Search | _Read
+_Work = _Add | _Remove | _Call | _Search | _Read
 
 
 class IndexThread:
@@ -85,8 +106,14 @@ class IndexThread:
         self._started = False
         self.rebuilds = 0
 
-    def write(self, index: PartitionIndex, edit: Edit) -> None:
-        self._put(_Write(index, edit))
+    def add(self, index: PartitionIndex, entry_id: int, vector: Vectors) -> None:
+        self._put(_Add(index, entry_id, vector))
+
+    def remove(self, index: PartitionIndex, entry_ids: list[int]) -> None:
+        self._put(_Remove(index, entry_ids))
+
+    def call(self, index: PartitionIndex, edit: Edit) -> None:
+        self._put(_Call(index, edit))
 
     async def search(self, index: PartitionIndex, vector: Vectors, k: int) -> Found:
         result: Future[Found] = Future()
@@ -100,7 +127,7 @@ class IndexThread:
 
     def adopt(self, index: PartitionIndex) -> None:
         """Takes over an index built inline: starts the rebuild it is due, if any."""
-        self._put(_Write(index, _no_edit))
+        self._put(_Call(index, _no_edit))
 
     def close(self) -> None:
         with self._ready:
@@ -132,9 +159,15 @@ class IndexThread:
             self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Work]) -> None:
+        edits = _PendingEdits()
         i = 0
         while i < len(batch):
             work = batch[i]
+            if isinstance(work, _Add | _Remove):
+                edits.collect(work)
+                i += 1
+                continue
+            self._apply(edits)  # what was asked before a search or call, it sees
             if isinstance(work, _Search):
                 j = i + 1
                 while j < len(batch) and _same_search(batch[j], work):
@@ -145,8 +178,33 @@ class IndexThread:
             if isinstance(work, _Read):
                 _settle(work)
             else:
-                self._write(work)
+                self._call(work.index, work.edit)
             i += 1
+        self._apply(edits)
+
+    def _apply(self, edits: _PendingEdits) -> None:
+        """Adds then removes, per index, batched. Equivalent to their order: an id is added
+        once (ids are never reused) and only removed after its add was enqueued."""
+        for index, adds, removes in edits.drain():
+            if adds:
+                _add_all(index, adds)
+            if removes:
+                self._call(index, partial(PartitionIndex.remove_many, entry_ids=removes), False)
+            self._maybe_rebuild(index)
+
+    def _call(self, index: PartitionIndex, edit: Edit, check: bool = True) -> None:
+        try:
+            edit(index)
+        except Exception as exc:  # one bad edit must not stop every later search
+            logger.error("an index edit failed: %s", type(exc).__name__, exc_info=exc)
+            return
+        if check:
+            self._maybe_rebuild(index)
+
+    def _maybe_rebuild(self, index: PartitionIndex) -> None:
+        if index.rebuild_due():
+            job = index.begin_rebuild()
+            self._builder.submit(self._build, index, job)
 
     def _search(self, group: list[_Search]) -> None:
         live = [w for w in group if w.result.set_running_or_notify_cancel()]
@@ -162,16 +220,6 @@ class IndexThread:
         for w, result in zip(live, found, strict=True):
             w.result.set_result(result)
 
-    def _write(self, work: _Write) -> None:
-        try:
-            work.edit(work.index)
-        except Exception as exc:  # a bad vector must not stop every later search
-            logger.error("an index edit failed: %s", type(exc).__name__, exc_info=exc)
-            return
-        if work.index.rebuild_due():
-            job = work.index.begin_rebuild()
-            self._builder.submit(self._build, work.index, job)
-
     def _build(self, index: PartitionIndex, job: BuildJob) -> None:
         started, count = time.perf_counter(), len(index)
         logger.info("index rebuild of %d vectors (%s) started", count, index.kind)
@@ -179,7 +227,7 @@ class IndexThread:
             built = job()
         except Exception as exc:
             logger.error("an index rebuild failed: %s", type(exc).__name__, exc_info=exc)
-            self._put_quietly(_Write(index, PartitionIndex.abandon_rebuild))
+            self._put_quietly(_Call(index, PartitionIndex.abandon_rebuild))
             return
         logger.info(
             "index rebuild of %d vectors done in %.1f s: %s",
@@ -188,7 +236,7 @@ class IndexThread:
             built.kind,
         )
         self.rebuilds += 1
-        self._put_quietly(_Write(index, lambda ix: ix.finish_rebuild(built)))
+        self._put_quietly(_Call(index, lambda ix: ix.finish_rebuild(built)))
 
     def _put_quietly(self, work: _Work) -> None:
         try:
@@ -199,6 +247,35 @@ class IndexThread:
 
 def _no_edit(index: PartitionIndex) -> None:
     return None
+
+
+class _PendingEdits:
+    """Adds and removes collected per index, in the order the indexes were first touched."""
+
+    def __init__(self) -> None:
+        self._by_index: dict[int, tuple[PartitionIndex, list[_Add], list[int]]] = {}
+
+    def collect(self, work: _Add | _Remove) -> None:
+        _, adds, removes = self._by_index.setdefault(id(work.index), (work.index, [], []))
+        if isinstance(work, _Add):
+            adds.append(work)
+        else:
+            removes.extend(work.entry_ids)
+
+    def drain(self) -> list[tuple[PartitionIndex, list[_Add], list[int]]]:
+        drained, self._by_index = list(self._by_index.values()), {}
+        return drained
+
+
+def _add_all(index: PartitionIndex, adds: list[_Add]) -> None:
+    try:
+        index.add_many([a.entry_id for a in adds], np.stack([a.vector.reshape(-1) for a in adds]))
+    except ValueError:  # a vector of the wrong size: add the others one by one
+        for add in adds:
+            try:
+                index.add(add.entry_id, add.vector)
+            except ValueError as exc:
+                logger.error("an index add failed: %s", exc)
 
 
 def _same_search(work: _Work, first: _Search) -> bool:

@@ -53,8 +53,16 @@ class PartitionIndex:
         return self._changes is not None
 
     def add(self, entry_id: int, vector: Vectors) -> None:
-        ids = np.array([entry_id], dtype=np.int64)
-        rows = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        self.add_many([entry_id], vector.reshape(1, -1))
+
+    def add_many(self, entry_ids: list[int], vectors: Vectors) -> None:
+        """One call for many (an IVF assigns a batch of vectors to lists in one BLAS call)."""
+        ids = np.array(entry_ids, dtype=np.int64)
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        if rows.shape != (len(ids), self._dimension):
+            raise ValueError(
+                f"vectors of shape {rows.shape}, expected ({len(ids)}, {self._dimension})"
+            )
         self._store.add(ids, rows)
         if self._changes is not None:
             self._changes.append(("add", ids, rows))

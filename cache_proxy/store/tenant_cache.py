@@ -174,7 +174,7 @@ class TenantCache:
             self._push_expiry(expires_at, entry_id)
         if vector is not None:
             row = np.array(vector, dtype=np.float32)  # our own copy: the caller's may change
-            self._runner.write(self._partition(partition), lambda ix: ix.add(entry_id, row))
+            self._runner.add(self._partition(partition), entry_id, row)
             self._partition_sizes[partition] += 1
             entry.indexed = True
         while len(self._entries) > self._max_entries or self._over_bytes():
@@ -249,7 +249,7 @@ class TenantCache:
         index = self._partitions.get(partition)
         if index is None:
             return
-        self._runner.write(index, lambda ix: ix.remove_many(entry_ids))
+        self._runner.remove(index, entry_ids)
         self._partition_sizes[partition] -= len(entry_ids)
         if self._partition_sizes[partition] <= 0:
             del self._partitions[partition], self._partition_sizes[partition]
