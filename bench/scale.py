@@ -57,11 +57,12 @@ def run(
 def report_http(http: list[HttpResult]) -> None:
     print("\n== 1. latency: bare embedding vs HTTP semantic hit (ms) ==")
     print(f"{'entries':>10}{'index':>7}{'embed p50':>11}{'p99':>8}{'hit p50':>9}{'p99':>8}"
-          f"{'p50 ratio':>11}")  # fmt: skip
+          f"{'p50 ratio':>11}{'exact hit p50':>15}{'p99':>8}")  # fmt: skip
     for h in http:
         print(
             f"{h.size:>10,}{h.index_kind:>7}{h.embed_ms[0]:>11.2f}{h.embed_ms[1]:>8.2f}"
             f"{h.hit_ms[0]:>9.2f}{h.hit_ms[1]:>8.2f}{h.hit_ms[0] / h.embed_ms[0]:>10.2f}x"
+            f"{h.exact_ms[0]:>15.2f}{h.exact_ms[1]:>8.2f}"
         )
     client = "hey (Go)" if shutil.which("hey") else "httpx (Python, in the bench process)"
     print(f"\n== 2. semantic hits/s by concurrency vs the embedder's batched texts/s; "

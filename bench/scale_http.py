@@ -44,6 +44,7 @@ class HttpResult:
     size: int
     embed_ms: tuple[float, float]  # bare single-query embedding p50, p99
     hit_ms: tuple[float, float]  # HTTP semantic hit p50, p99
+    exact_ms: tuple[float, float]  # HTTP exact hit p50, p99 (no embedding: the HTTP floor)
     hits_per_s: dict[int, float]  # by concurrency
     embed_batched_per_s: float
     load_s: float
@@ -146,22 +147,27 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def latencies(url: str, texts: list[str], embedder: Embedder) -> tuple[list[float], list[float]]:
+def latencies(
+    url: str, texts: list[str], embedder: Embedder
+) -> tuple[list[float], list[float], list[float]]:
     """Bare embedding and HTTP semantic hit, interleaved query by query (same machine load)."""
-    embed, hit = [], []
+    embed, hit, exact = [], [], []
     headers = {"authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         for text in tqdm(texts, desc="latency", mininterval=5):
             started = time.perf_counter()
             embedder.encode([variant(text)])
             embed.append(1000 * (time.perf_counter() - started))
+            started = time.perf_counter()  # the HTTP floor: an exact hit embeds nothing
+            client.post("/v1/chat/completions", json=ask_body(text)).raise_for_status()
+            exact.append(1000 * (time.perf_counter() - started))
             started = time.perf_counter()
             response = client.post("/v1/chat/completions", json=ask_body(variant(text)))
             hit.append(1000 * (time.perf_counter() - started))
             if response.headers.get("x-cache-match") != "semantic":
                 raise RuntimeError(f"expected a semantic hit, got {response.status_code} "
                                    f"{response.headers.get('x-cache-match')!r}")  # fmt: skip
-    return embed, hit
+    return embed, hit, exact
 
 
 async def hits_per_second(url: str, texts: list[str], concurrency: int, total: int) -> float:
@@ -246,13 +252,14 @@ def measure_http(
     embedder.encode(["warm-up"])
     proxy = loaded_proxy(tmp, upstream, space, real, size, ivf_min_entries)
     with proxy as (url, load_s, lag, rss, kind):
-        embed, hit = latencies(url, texts, embedder)
+        embed, hit, exact = latencies(url, texts, embedder)
         rates = {c: _rate(url, texts, c, tmp) for c in CONCURRENCY}
         rate = batched_embed_rate(embedder, texts)
     return HttpResult(
         size,
         (statistics.median(embed), percentile(embed, 0.99)),
         (statistics.median(hit), percentile(hit, 0.99)),
+        (statistics.median(exact), percentile(exact, 0.99)),
         rates,
         rate,
         load_s,

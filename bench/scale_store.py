@@ -14,6 +14,7 @@ from tqdm import tqdm
 from bench.lag import LoopLagProbe, lag_summary
 from bench.redis_bulk import synthetic_entries
 from cache_proxy.config import IndexSettings
+from cache_proxy.store.bulk_load import bulk_load
 from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.embedded import apply_stored
 from cache_proxy.store.tenant_cache import CacheStore, TenantCache
@@ -36,8 +37,9 @@ async def measure_store(size: int, inserts: int, settings: IndexSettings) -> Sto
     store = CacheStore(DIMENSION, size, settings)
     cache = store.new_tenant_cache()
     entries = synthetic_entries(size + inserts, DIMENSION, seed=size)
-    for entry in tqdm(_take(entries, size), total=size, desc=f"load {size:,}", mininterval=5):
-        apply_stored(cache, entry)
+    with bulk_load():  # as the proxy loads a snapshot or a mirror
+        for entry in tqdm(_take(entries, size), total=size, desc=f"load {size:,}", mininterval=5):
+            apply_stored(cache, entry)
     fresh = list(_take(entries, inserts))  # made before the clock starts
     probe = LoopLagProbe()
     probe.start()

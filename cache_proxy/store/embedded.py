@@ -17,6 +17,7 @@ from typing import Any
 
 from cache_proxy.config import CacheSettings
 from cache_proxy.store.backend import Lease, NoLease
+from cache_proxy.store.bulk_load import bulk_load
 from cache_proxy.store.codec import StoredEntry, Vector
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.identity import CacheSpace
@@ -36,6 +37,12 @@ def stored(entry: Entry, vector: Vector | None) -> StoredEntry:
         created_at=entry.created_at,
         expires_at=entry.expires_at,
     )
+
+
+def _live_records(
+    tenant: str, entries: list[Entry], vectors: dict[int, Vector], now: float
+) -> list[Record]:
+    return [(tenant, stored(e, vectors.get(e.entry_id))) for e in entries if not e.expired(now)]
 
 
 def apply_stored(cache: TenantCache, entry: StoredEntry) -> Entry:
@@ -148,12 +155,13 @@ class EmbeddedBackend:
             return write_snapshot(path, self._space.space_id, records)
 
     async def _records(self) -> list[Record]:
+        """Every live entry with its vector; per-entry work runs off the loop (1M entries)."""
         now, records = time.time(), list[Record]()
         for name in self.mirror.tenant_names():
             cache = self.mirror.tenant(name)
-            entries = [e for e in cache.entries() if not e.expired(now)]
-            vectors = await cache.vectors([e for e in entries if e.indexed])  # the index thread
-            records.extend((name, stored(e, vectors.get(e.entry_id))) for e in entries)
+            entries = cache.entries()  # a list copy at C speed; the rest runs in threads
+            vectors = await cache.vectors(entries)
+            records += await asyncio.to_thread(_live_records, name, entries, vectors, now)
         return records
 
     async def _load_snapshot(self, path: Path) -> None:
@@ -162,15 +170,18 @@ class EmbeddedBackend:
             return
         space, dimension = self._space.space_id, self._space.dimension
         try:
-            records = await asyncio.to_thread(read_snapshot, path, space, dimension)
+            built = await asyncio.to_thread(self._read_and_build, path, space, dimension)
         except SnapshotError as exc:
             logger.warning("cache snapshot at %s ignored, starting empty: %s", path, exc)
             return
-        built = await asyncio.to_thread(self._build, records)
         for tenant, cache in built.items():  # swapped on the loop: readers see whole caches
             self.mirror.replace_tenant(tenant, cache)
         loaded = sum(len(c) for c in built.values())
         logger.info("cache snapshot: %d entries loaded from %s", loaded, path)
+
+    def _read_and_build(self, path: Path, space: str, dimension: int) -> dict[str, TenantCache]:
+        with bulk_load():  # the records list is freed before the collector runs again
+            return self._build(read_snapshot(path, space, dimension))
 
     def _build(self, records: list[Record]) -> dict[str, TenantCache]:
         """Each tenant's cache, built aside in a worker thread."""

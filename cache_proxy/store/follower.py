@@ -17,6 +17,7 @@ from typing import Any
 
 from cache_proxy.metrics import Metrics
 from cache_proxy.store.backend import SharedUnavailable
+from cache_proxy.store.bulk_load import bulk_load
 from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.embedded import apply_stored
 from cache_proxy.store.redis_keys import TenantKeys, stream_position
@@ -172,10 +173,11 @@ class ChangeLogFollower:
     def _build(self, bodies: list[dict[bytes, bytes]]) -> TenantCache:
         """A worker thread's job: decode every body and index it (least recently used first)."""
         cache, now = self._mirror.new_tenant_cache(), time.time()
-        for body in bodies:
-            entry = self._decode(body)
-            if entry is not None and (entry.expires_at is None or entry.expires_at > now):
-                apply_stored(cache, entry)
+        with bulk_load():
+            for body in bodies:
+                entry = self._decode(body)
+                if entry is not None and (entry.expires_at is None or entry.expires_at > now):
+                    apply_stored(cache, entry)
         return cache
 
     async def _read_once(self) -> None:

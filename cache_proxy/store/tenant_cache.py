@@ -12,6 +12,7 @@ returned, and `sweep` drops them in expiry order (a heap).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import time
@@ -115,9 +116,7 @@ class TenantCache:
 
     async def vectors(self, entries: list[Entry]) -> dict[int, Vectors]:
         """The index's vectors of these entries (by entry id), e.g. for a snapshot."""
-        wanted: dict[str, list[int]] = {}
-        for entry in entries:
-            wanted.setdefault(entry.partition, []).append(entry.entry_id)
+        wanted = await asyncio.to_thread(_by_partition, entries)  # O(n): not on the loop
         found: dict[int, Vectors] = {}
         for partition, entry_ids in wanted.items():
             index = self._partitions.get(partition)
@@ -253,6 +252,14 @@ class TenantCache:
         self._partition_sizes[partition] -= len(entry_ids)
         if self._partition_sizes[partition] <= 0:
             del self._partitions[partition], self._partition_sizes[partition]
+
+
+def _by_partition(entries: list[Entry]) -> dict[str, list[int]]:
+    wanted: dict[str, list[int]] = {}
+    for entry in entries:
+        if entry.indexed:
+            wanted.setdefault(entry.partition, []).append(entry.entry_id)
+    return wanted
 
 
 class CacheStore:
