@@ -13,7 +13,7 @@ TOOLS_DIR := build/tools
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test venv engine model quant helm redis lint typecheck bench clean
+.PHONY: run test venv engine model quant helm redis hey lint typecheck bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -55,6 +55,12 @@ redis:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
 
+# bench.scale drives the proxy with hey (Go: the load generator must not take the proxy's CPU).
+hey:
+	@command -v hey >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q hey; }
+
 run: venv engine model
 	bash deploy/run-local.sh
 
@@ -64,7 +70,9 @@ test: venv engine model quant helm redis
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
-bench: venv engine model quant
+bench: venv engine model quant hey
+	$(VENV)/bin/python -m bench.scale
+	$(VENV)/bin/python -m bench.index_recall
 	$(VENV)/bin/python -m bench.embed_vs_hit
 	$(VENV)/bin/python -m bench.engine_batching
 	$(VENV)/bin/python -m bench.engine_quant

@@ -14,18 +14,28 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
 _loads = 0  # loads under way (two tenants may rebuild at once)
+_switch_interval = sys.getswitchinterval()
+
+
+# While a worker thread loads, the event loop waits for the GIL up to one switch interval
+# each time it needs it; a shorter one keeps /healthz answering (the load gets a bit slower).
+_LOADING_SWITCH_INTERVAL_S = 0.001
 
 
 @contextmanager
 def bulk_load() -> Iterator[None]:
-    global _loads
+    global _loads, _switch_interval
     with _lock:
+        if _loads == 0:
+            _switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(_LOADING_SWITCH_INTERVAL_S)
         _loads += 1
         gc.disable()
     try:
@@ -36,6 +46,7 @@ def bulk_load() -> Iterator[None]:
             if _loads == 0:
                 gc.freeze()  # what was loaded is never scanned again
                 gc.enable()
+                sys.setswitchinterval(_switch_interval)
         release_free_memory()
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from cache_proxy.store.bulk_load import bulk_load
 from cache_proxy.store.codec import StoredEntry, Vector
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.identity import CacheSpace
-from cache_proxy.store.snapshot import Record, SnapshotError, read_snapshot, write_snapshot
+from cache_proxy.store.snapshot import Record, SnapshotError, iter_snapshot, write_snapshot
 from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 
 logger = logging.getLogger(__name__)
@@ -180,10 +180,10 @@ class EmbeddedBackend:
         logger.info("cache snapshot: %d entries loaded from %s", loaded, path)
 
     def _read_and_build(self, path: Path, space: str, dimension: int) -> dict[str, TenantCache]:
-        with bulk_load():  # the records list is freed before the collector runs again
-            return self._build(read_snapshot(path, space, dimension))
+        with bulk_load():
+            return self._build(iter_snapshot(path, space, dimension))
 
-    def _build(self, records: list[Record]) -> dict[str, TenantCache]:
+    def _build(self, records: Iterable[Record]) -> dict[str, TenantCache]:
         """Each tenant's cache, built aside in a worker thread."""
         now, built = time.time(), dict[str, TenantCache]()
         for tenant, entry in records:

@@ -171,10 +171,14 @@ class ChangeLogFollower:
                 return sorted(scored, key=scored.__getitem__)
 
     def _build(self, bodies: list[dict[bytes, bytes]]) -> TenantCache:
-        """A worker thread's job: decode every body and index it (least recently used first)."""
+        """A worker thread's job: decode every body and index it (least recently used first).
+        It empties `bodies` as it goes: the loop holds that list, and freeing a million
+        bodies there at once would stall it (each is freed here, right after its use)."""
         cache, now = self._mirror.new_tenant_cache(), time.time()
+        bodies.reverse()  # pop() from the end then yields them oldest first
         with bulk_load():
-            for body in bodies:
+            while bodies:
+                body = bodies.pop()
                 entry = self._decode(body)
                 if entry is not None and (entry.expires_at is None or entry.expires_at > now):
                     apply_stored(cache, entry)
