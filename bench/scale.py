@@ -55,6 +55,12 @@ def run(
 
 
 def report_http(http: list[HttpResult]) -> None:
+    _report_latency(http)
+    _report_throughput(http)
+    _report_loading(http)
+
+
+def _report_latency(http: list[HttpResult]) -> None:
     print("\n== 1. latency: bare embedding vs HTTP semantic hit (ms) ==")
     print(f"{'entries':>10}{'index':>7}{'embed p50':>11}{'p99':>8}{'hit p50':>9}{'p99':>8}"
           f"{'p50 ratio':>11}{'exact hit p50':>15}{'p99':>8}")  # fmt: skip
@@ -64,6 +70,9 @@ def report_http(http: list[HttpResult]) -> None:
             f"{h.hit_ms[0]:>9.2f}{h.hit_ms[1]:>8.2f}{h.hit_ms[0] / h.embed_ms[0]:>10.2f}x"
             f"{h.exact_ms[0]:>15.2f}{h.exact_ms[1]:>8.2f}"
         )
+
+
+def _report_throughput(http: list[HttpResult]) -> None:
     client = "hey (Go)" if shutil.which("hey") else "httpx (Python, in the bench process)"
     print(f"\n== 2. semantic hits/s by concurrency vs the embedder's batched texts/s; "
           f"load from {client} ==")  # fmt: skip
@@ -73,6 +82,9 @@ def report_http(http: list[HttpResult]) -> None:
         rates = "".join(f"{h.hits_per_s[c]:>9.1f}" for c in (1, 8, 32))
         ratio = h.hits_per_s[32] / h.embed_batched_per_s
         print(f"{h.size:>10,}{rates}{h.embed_batched_per_s:>9.1f}{ratio:>11.2f}x")
+
+
+def _report_loading(http: list[HttpResult]) -> None:
     print("\n== 4./5. the proxy loading N entries: /healthz lag, memory ==")
     print(f"{'entries':>10}{'load+index s':>14}{'healthz p99/max ms':>20}{'RSS MB':>9}"
           f"{'KB/entry':>10}")  # fmt: skip
