@@ -13,7 +13,7 @@ TOOLS_DIR := build/tools
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test venv engine model quant helm redis hey lint typecheck bench clean
+.PHONY: run test check venv engine model quant helm redis hey lint typecheck bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -69,6 +69,14 @@ test: venv engine model quant helm redis
 	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+# The inner loop: lint, types and the tests that start no server or engine (~2 min); `make test`
+# stays the full suite (CI).
+check: venv redis helm
+	$(VENV)/bin/ruff check cache_proxy engine tests bench
+	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -m "not e2e and not engine" -q
 
 bench: venv engine model quant hey
 	$(VENV)/bin/python -m bench.scale
