@@ -112,9 +112,6 @@ class IndexThread:
     def remove(self, index: PartitionIndex, entry_ids: list[int]) -> None:
         self._put(_Remove(index, entry_ids))
 
-    def call(self, index: PartitionIndex, edit: Edit) -> None:
-        self._put(_Call(index, edit))
-
     async def search(self, index: PartitionIndex, vector: Vectors, k: int) -> Found:
         result: Future[Found] = Future()
         self._put(_Search(index, vector, k, result))
