@@ -13,7 +13,7 @@ TOOLS_DIR := build/tools
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test check venv engine model quant helm redis hey lint typecheck bench clean
+.PHONY: run test check venv engine model quant helm redis hey lint typecheck bench clean schema
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -48,6 +48,11 @@ $(AWQ_DIR)/config.json: $(QUANT_VENV)/.installed $(MODEL_DIR)/config.json engine
 helm: $(TOOLS_DIR)/helm
 $(TOOLS_DIR)/helm:
 	bash k8s/tools/install-helm.sh $(TOOLS_DIR)
+
+# k8s/chart/values.schema.json's proxy.config and tenants, from cache_proxy/config.py's models
+# (cache_proxy/config_schema.py; tests/k8s fails while the file is out of date).
+schema: venv
+	$(VENV)/bin/python -m cache_proxy.config_schema
 
 # The shared tier's tests start their own redis-server (Debian's package) on a free port.
 redis:
