@@ -10,10 +10,17 @@ QMODEL_DIR := build/models/tiny-llama-w4a16
 GPTQ_DIR := build/models/tiny-llama-gptq
 AWQ_DIR := build/models/tiny-llama-awq
 TOOLS_DIR := build/tools
+SERVE_VENV := .venv-serve
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# Where `cache-proxy export-embedder` writes and the proxy reads the embedder's ONNX export.
+export CACHE_PROXY_CACHE_DIR ?= $(CURDIR)/build/cache-proxy
+EMBEDDER_EXPORT := $(CACHE_PROXY_CACHE_DIR)/onnx/packaged-all-MiniLM-L6-v2-0.1.0/embedder.json
+# The serving-only venv's run: the proxy's e2e tests and the no-torch import check.
+SERVE_TESTS := tests/test_import_graph.py tests/embedding tests/e2e/test_proxy_e2e.py \
+	tests/e2e/test_shared_cache_e2e.py
 
-.PHONY: run test check venv engine model quant helm redis hey lint typecheck bench clean schema
+.PHONY: run test check venv serve-venv embedder engine model quant helm redis hey lint typecheck bench clean schema
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +29,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
+
+# The serving core alone (no torch, no tools' extras), as the proxy image installs it.
+serve-venv: $(SERVE_VENV)/.installed
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# The proxy serves from an export only; this makes it (once, kept while current).
+embedder: $(EMBEDDER_EXPORT)
+$(EMBEDDER_EXPORT): $(VENV)/.installed
+	$(VENV)/bin/cache-proxy export-embedder
 
 engine: $(ENGINE_VENV)/.installed
 $(ENGINE_VENV)/.installed: deploy/install-engine-venv.sh
@@ -66,24 +86,26 @@ hey:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q hey; }
 
-run: venv engine model
+run: venv embedder engine model
 	bash deploy/run-local.sh
 
-test: venv engine model quant helm redis
-	$(VENV)/bin/ruff check cache_proxy engine tests bench
-	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
+test: venv serve-venv embedder engine model quant helm redis
+	$(VENV)/bin/ruff check cache_proxy cache_tools engine tests bench
+	$(VENV)/bin/ruff format --check cache_proxy cache_tools engine tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+	$(SERVE_VENV)/bin/pytest -q $(SERVE_TESTS)
 
 # The inner loop: lint, types and the tests that start no server or engine (~2 min); `make test`
 # stays the full suite (CI).
-check: venv redis helm
-	$(VENV)/bin/ruff check cache_proxy engine tests bench
-	$(VENV)/bin/ruff format --check cache_proxy engine tests bench
+check: venv embedder redis helm
+	$(VENV)/bin/ruff check cache_proxy cache_tools engine tests bench
+	$(VENV)/bin/ruff format --check cache_proxy cache_tools engine tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -m "not e2e and not engine" -q
 
-bench: venv engine model quant hey
+bench: venv serve-venv embedder engine model quant hey
+	$(VENV)/bin/python -m bench.footprint --venv $(SERVE_VENV)
 	$(VENV)/bin/python -m bench.scale
 	$(VENV)/bin/python -m bench.index_recall
 	$(VENV)/bin/python -m bench.embed_vs_hit
@@ -91,4 +113,4 @@ bench: venv engine model quant hey
 	$(VENV)/bin/python -m bench.engine_quant
 
 clean:
-	rm -rf build $(VENV) $(ENGINE_VENV) $(QUANT_VENV)
+	rm -rf build $(VENV) $(SERVE_VENV) $(ENGINE_VENV) $(QUANT_VENV)

@@ -22,8 +22,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from cache_proxy.evaluation.embeddings import embed_texts_cached
 from cache_proxy.store.vector_index import FlatVectors, Found, IvfVectors
+from cache_tools.evaluation.embeddings import embed_texts_cached
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "qqp_pairs_dev.jsonl.gz"
 THRESHOLDS = (0.8, 0.9)

@@ -22,10 +22,13 @@ from pathlib import Path
 
 from cache_proxy.config import EmbeddingSettings
 from cache_proxy.embedding.loader import load_embedder
-from cache_proxy.evaluation.pairs import load_pairs
-from cache_proxy.verify.crossencoder import CrossEncoderVerifier
-from cache_proxy.verify.decision import Candidate, HitDecider, Verifier
+from cache_proxy.verify.artifacts import MARKER
+from cache_proxy.verify.candidate import Candidate, Verifier
+from cache_proxy.verify.decision import HitDecider
 from cache_proxy.verify.policy import GuardPolicy, VerifierPolicy, VerifyPolicy
+from cache_proxy.verify.verifier import VerifierRegistry
+from cache_tools.evaluation.pairs import load_pairs
+from cache_tools.verifiers.crossencoder import CrossEncoderVerifier
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/qqp_pairs_dev.jsonl.gz"
 NO_GUARDS = GuardPolicy(numbers=False, negation=False, antonyms=False)
@@ -55,13 +58,13 @@ def _torch_cross_encoder(path: str) -> Verifier:
 
 
 def _policies(args: argparse.Namespace) -> dict[str, tuple[VerifyPolicy, HitDecider]]:
-    served = HitDecider()
+    served = HitDecider(VerifierRegistry().load)
     policies = {
         "threshold only": (VerifyPolicy(guards=NO_GUARDS), served),
         "guards (defaults)": (VerifyPolicy(), served),
     }
     for name, path in (("features", args.features), ("cross-encoder", args.crossencoder)):
-        if path and (Path(path) / "verifier.json").is_file():
+        if path and (Path(path) / MARKER).is_file():
             verifier = VerifierPolicy(enabled=True, model_path=path, min_score=0.0)
             policies[f"guards + {name} verifier"] = (VerifyPolicy(verifier=verifier), served)
             if name == "cross-encoder":

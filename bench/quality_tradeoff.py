@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cache_proxy.evaluation import calibrate as cal
-from cache_proxy.evaluation.labels import LabelBook
-from cache_proxy.evaluation.pairs import load_pairs, split_pairs
-from cache_proxy.evaluation.report import HEADER, row
-from cache_proxy.evaluation.sweep import Outcome, build_grid, replay
-from cache_proxy.evaluation.training import table_for
-from cache_proxy.verify.verifier import load_verifier
+from cache_proxy.verify.artifacts import MARKER
+from cache_proxy.verify.verifier import VerifierRegistry
+from cache_tools.evaluation import calibrate as cal
+from cache_tools.evaluation.labels import LabelBook
+from cache_tools.evaluation.pairs import load_pairs, split_pairs
+from cache_tools.evaluation.report import HEADER, row
+from cache_tools.evaluation.sweep import Outcome, build_grid, replay
+from cache_tools.evaluation.training import table_for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/qqp_pairs_dev.jsonl.gz"
 TARGETS = [("judged", 0.01), ("judged", 0.02), ("judged", 0.05), ("conservative", 0.05),
@@ -34,11 +35,11 @@ def _prepared(
     calib = cal.prepare(pairs, book, table, 4)
     test_grid, queries, listed = build_grid(split_pairs(pairs, "test"), book, table, 4)
     test = cal.CalibrationData(test_grid, queries, listed)
-    verifiers = []
+    verifiers, registry = [], VerifierRegistry()
     for kind in ("features", "crossencoder"):
         path = Path(args.verifier_dir) / f"{args.tenant}-{kind}"
-        if (path / "verifier.json").is_file():
-            verifier = load_verifier(str(path))
+        if (path / MARKER).is_file():
+            verifier = registry.load(str(path))
             for data in (calib, test):
                 cal.score_grid(data.grid, data.queries, data.listed, verifier, str(path), 0.75)
             verifiers.append(str(path))

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from cache_proxy.admin import build_admin_router
 from cache_proxy.config import Settings
 from cache_proxy.embedding import Embedder, MicroBatcher, load_embedder
+from cache_proxy.embedding.loader import embedder_identity
 from cache_proxy.errors import (
     BadRequest,
     InternalError,
@@ -31,9 +32,10 @@ from cache_proxy.reload import ConfigWatcher
 from cache_proxy.responses import error_response, raw_json
 from cache_proxy.store import CacheBackend, CacheSpace, SharedUnavailable
 from cache_proxy.store.factory import build_backend
-from cache_proxy.store.identity import embedder_digest
 from cache_proxy.tenancy import TenantDirectory
 from cache_proxy.upstream import Upstream
+from cache_proxy.verify.decision import HitDecider
+from cache_proxy.verify.verifier import VerifierRegistry
 
 logger = logging.getLogger(__name__)
 _READY_PROBE_TIMEOUT_S = 2.0
@@ -56,19 +58,27 @@ class Runtime:
         self.pipeline: Pipeline | None = None
         self.watcher: ConfigWatcher | None = None
         self.load_error: str | None = None
+        self.verifiers = VerifierRegistry()  # loaded once per model path, for every tenant
 
     def cache_space(self, embedder: Embedder) -> CacheSpace:
         """Which embedder and engine build this replica's entries belong to (blocking I/O)."""
-        from cache_proxy.embedding.sentence import packaged_model_path
-
         upstream = self.settings.upstream
         return CacheSpace(
-            embedder_digest=embedder_digest(self.settings.embedding.model or packaged_model_path()),
+            embedder_digest=embedder_identity(self.settings.embedding),
             dimension=embedder.dimension,
             engine_revision=upstream.revision,
             quantization=upstream.quantization,
             chat_template_digest=upstream.chat_template_digest,
         )
+
+    def preload_verifiers(self) -> None:
+        """Each tenant's verifier, loaded at start (blocking): a missing export shows in the
+        log now, naming the command that makes it, not at the first near-miss."""
+        for path in sorted(self.tenants.verifier_paths()):
+            try:
+                self.verifiers.load(path)
+            except Exception as exc:  # that tenant fails closed (misses) until it is fixed
+                logger.error("verifier %s cannot load: %s", path, exc)
 
     def build_pipeline(self, embedder: Embedder, store: CacheBackend) -> None:
         cache = self.settings.cache
@@ -84,6 +94,7 @@ class Runtime:
             metrics=self.metrics,
             limits=self.settings.server,
             top_k=cache.top_k,
+            decider=HitDecider(self.verifiers.load),
         )
 
     def apply_reload(self, new: Settings) -> None:
@@ -143,6 +154,7 @@ async def _load(runtime: Runtime, embedder: Embedder | None) -> None:
         store = build_backend(runtime.settings.cache, space, runtime.metrics)
         store.set_tenants(runtime.tenants.names)
         await store.start()
+        await asyncio.to_thread(runtime.preload_verifiers)
         runtime.build_pipeline(embedder, store)
         verdicts = store.verdict_log()
         if verdicts is not None and runtime.pipeline is not None:

@@ -1,4 +1,4 @@
-"""`cache-proxy serve|calibrate|eval|...`"""
+"""`cache-proxy serve` (the serving core) and the offline commands of cache_tools."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cache_proxy.config import ConfigError, Settings, default_settings, load_settings
+from cache_tools.commands import add_commands as add_tool_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,22 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--upstream", help="engine URL when running without --config")
     serve.set_defaults(func=serve_command)
-    export = commands.add_parser(
-        "export-embedder", help="export the embedder to ONNX ahead of time (e.g. in an image)"
-    )
-    export.add_argument("--config", type=Path, help="take embedding.model/onnx_dir from here")
-    export.add_argument("--out", type=Path, help="directory (default: embedding.onnx_dir or cache)")
-    export.set_defaults(func=export_embedder_command)
-    _add_verify_commands(commands)
+    add_tool_commands(commands)
     return parser
-
-
-def _add_verify_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    try:
-        from cache_proxy.verify.commands import add_commands
-    except ImportError:
-        return
-    add_commands(commands)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -69,25 +56,6 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     app = create_app(settings, config_path=args.config)
     serve(app, args.host, args.port, args.log_level, settings.server)
-    return 0
-
-
-def export_embedder_command(args: argparse.Namespace) -> int:
-    from cache_proxy.embedding.loader import ensure_onnx_export
-    from cache_proxy.embedding.sentence import packaged_model_path
-
-    try:
-        embedding = (load_settings(args.config) if args.config else default_settings()).embedding
-    except ConfigError as exc:
-        print(f"cache-proxy: invalid config: {exc}", file=sys.stderr)
-        return 2
-    onnx_dir = str(args.out) if args.out else embedding.onnx_dir
-    try:
-        directory = ensure_onnx_export(embedding.model or packaged_model_path(), onnx_dir)
-    except (OSError, ValueError) as exc:  # unwritable directory, unsupported or mismatching model
-        print(f"cache-proxy: {exc}", file=sys.stderr)
-        return 2
-    print(directory)
     return 0
 
 

@@ -156,10 +156,13 @@ class AdminSettings(Strict):
         return _literal_or_env(self.token, self.token_env)
 
 
+DEFAULT_THRESHOLD = 0.95
+
+
 class TenantSettings(Strict):
     api_keys: tuple[str, ...] = ()
     api_keys_env: tuple[str, ...] = ()
-    threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0.0, le=1.0)
     # Entries expire this long after they are stored (None: never); a request's
     # `Cache-Control: max-age=N` may only shorten it.
     ttl_s: float | None = Field(default=None, gt=0)

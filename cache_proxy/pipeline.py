@@ -38,7 +38,8 @@ from cache_proxy.shadow import ShadowChecker, ShadowRequest, wants_shadow
 from cache_proxy.store import Answer, CacheBackend, Entry, Lease, NoLease, StoredEntry
 from cache_proxy.tenancy import Tenant, TenantDirectory
 from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
-from cache_proxy.verify.decision import Candidate, HitDecider
+from cache_proxy.verify.candidate import Candidate
+from cache_proxy.verify.decision import HitDecider
 
 logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
@@ -134,7 +135,7 @@ class Pipeline:
         metrics: Metrics,
         limits: ServerSettings,
         top_k: int,
-        decider: HitDecider | None = None,
+        decider: HitDecider,
     ) -> None:
         self.tenants = tenants
         self.store = store
@@ -143,7 +144,7 @@ class Pipeline:
         self.metrics = metrics
         self.limits = limits  # body size and read time, JSON depth, message count
         self.top_k = top_k
-        self.decider = decider or HitDecider()
+        self.decider = decider
         self.coalescer = Coalescer()
         self.shadow = ShadowChecker(upstream, embedder, metrics)
 

@@ -34,6 +34,14 @@ class TenantDirectory:
     def names(self) -> list[str]:
         return list(self._tenants)
 
+    def verifier_paths(self) -> set[str]:
+        """Model directories of the verifiers enabled by any tenant."""
+        return {
+            verifier.model_path
+            for tenant in self._tenants.values()
+            if (verifier := tenant.policy.verify.verifier).enabled and verifier.model_path
+        }
+
     def get(self, name: str) -> Tenant | None:
         return self._tenants.get(name)
 

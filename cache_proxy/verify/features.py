@@ -2,26 +2,24 @@
 
 Features: embedding cosine, word/content/IDF-weighted overlap, the rarest word present on one
 side only, lengths and every guard's verdict. Scoring a few candidates takes well under a
-millisecond, so it can sit on the hit path where a cross-encoder would be too slow.
+millisecond, so it can sit on the hit path where a cross-encoder would be too slow. Training
+(scikit-learn) lives in cache_tools; the proxy reads the exported trees (trees.py).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import threading
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from cache_proxy.verify.decision import Candidate
-from cache_proxy.verify.guards import guard_signals, words
+from cache_proxy.verify.artifacts import EXPORT_COMMAND, VerifierLoadError
+from cache_proxy.verify.candidate import Candidate
+from cache_proxy.verify.guards import GUARDS, guard_signals, words
+from cache_proxy.verify.trees import TREES_FILE, TreeEnsemble
 
-MARKER = "verifier.json"
 _STOPWORD_TEXT = """a an the is are was were be been do does did i you he she it we they my your
 of to in on for with at by from and or what which how why who when where can could should would
 will that this these those there some any me as about if so than then have has had get"""
@@ -29,17 +27,9 @@ _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 FEATURE_NAMES = [
     "similarity", "word_jaccard", "content_jaccard", "idf_overlap", "max_idf_only_query",
     "max_idf_only_cached", "words_query", "words_cached", "length_ratio",
-    "numbers", "negation", "antonyms", "entities", "question_word",
+    *GUARDS,
 ]  # fmt: skip
-
-
-def idf_table(texts: Iterable[str]) -> dict[str, float]:
-    counts: Counter[str] = Counter()
-    total = 0
-    for text in texts:
-        counts.update(set(words(text)))
-        total += 1
-    return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items() if n > 1}
+_FIRST_GUARD = FEATURE_NAMES.index(next(iter(GUARDS)))
 
 
 def pair_features(query: str, cached: str, similarity: float, idf: dict[str, float]) -> list[float]:
@@ -63,7 +53,7 @@ def pair_features(query: str, cached: str, similarity: float, idf: dict[str, flo
         float(len(wq)),
         float(len(wc)),
         min(len(wq), len(wc)) / max(1, len(wq), len(wc)),
-        *(float(signals[name]) for name in FEATURE_NAMES[9:]),
+        *(float(signals[name]) for name in FEATURE_NAMES[_FIRST_GUARD:]),
     ]
 
 
@@ -73,36 +63,18 @@ def feature_matrix(
     return np.array([pair_features(q, c, s, idf) for q, c, s in rows], dtype=np.float64)
 
 
-def train_feature_verifier(
-    rows: Sequence[tuple[str, str, float]],
-    labels: Sequence[int],
-    idf_texts: Iterable[str],
-    out_dir: str | Path,
-) -> dict[str, Any]:
-    import joblib
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    idf = idf_table(idf_texts)
-    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)
-    model.fit(feature_matrix(rows, idf), np.asarray(labels))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, out / "model.joblib")
-    (out / "idf.json").write_text(json.dumps(idf))
-    info = {"kind": "features", "examples": len(labels), "features": FEATURE_NAMES}
-    (out / MARKER).write_text(json.dumps(info, indent=2))
-    return info
-
-
 class FeatureVerifier:
-    """Loads model.joblib (a trusted file, like model weights) and idf.json from a directory."""
+    """Scores from an exported tree ensemble (trees.npz) and idf.json; thread-safe (no state)."""
 
     def __init__(self, path: str | Path) -> None:
-        import joblib
-
-        self._model = joblib.load(Path(path) / "model.joblib")
-        self._idf: dict[str, float] = json.loads((Path(path) / "idf.json").read_text())
-        self._lock = threading.Lock()
+        directory = Path(path)
+        if not (directory / TREES_FILE).is_file():
+            raise VerifierLoadError(
+                f"{directory} has no {TREES_FILE} (trained by an older version): "
+                f"re-run `{EXPORT_COMMAND} {directory}`"
+            )
+        self._trees = TreeEnsemble.load(directory)
+        self._idf: dict[str, float] = json.loads((directory / "idf.json").read_text())
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         return self.score_pairs([(query, c) for c in candidates])
@@ -111,7 +83,4 @@ class FeatureVerifier:
         if not pairs:
             return []
         rows = [(q, c.text, c.similarity) for q, c in pairs]
-        features = feature_matrix(rows, self._idf)
-        with self._lock:  # sklearn predict is not documented as thread-safe
-            probabilities = self._model.predict_proba(features)[:, 1]
-        return [float(p) for p in probabilities]
+        return [float(p) for p in self._trees.probability(feature_matrix(rows, self._idf))]

@@ -1,69 +1,50 @@
-"""Loading verifiers by model directory: once per path per process, thread-safe."""
+"""The app's verifiers by model directory: loaded once per path from their exports, thread-safe.
+
+The proxy reads exported artifacts only: a features verifier's trees.npz, a cross-encoder's
+`onnx/`. Training and export live in cache_tools (`cache-proxy train-verifier`,
+`cache-proxy export-verifier`); a directory without its export fails to load, naming the
+command, and the decision path treats that as a miss (fail closed).
+"""
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 from pathlib import Path
 
-from cache_proxy.verify.decision import Verifier
-
-log = logging.getLogger(__name__)
-MARKER = "verifier.json"
-_loaded: dict[str, Verifier] = {}
-_lock = threading.Lock()
+from cache_proxy.verify import crossencoder_onnx
+from cache_proxy.verify.artifacts import EXPORT_COMMAND, VerifierLoadError, verifier_kind
+from cache_proxy.verify.candidate import Verifier
+from cache_proxy.verify.features import FeatureVerifier
 
 
-class VerifierLoadError(RuntimeError):
-    pass
-
-
-def verifier_kind(path: str | Path) -> str:
-    marker = Path(path) / MARKER
-    if not marker.is_file():
+def open_verifier(path: str | Path) -> Verifier:
+    """The verifier at `path`, from its export (may take seconds: an ONNX session)."""
+    directory = Path(path)
+    if verifier_kind(directory) == "features":
+        return FeatureVerifier(directory)
+    if not crossencoder_onnx.export_is_current(directory):
         raise VerifierLoadError(
-            f"{path} has no {MARKER}; train one with `cache-proxy train-verifier`"
+            f"cross-encoder {directory} has no current ONNX export: run "
+            f"`{EXPORT_COMMAND} {directory}` (needs pip install 'vllm-semantic-cache[export]')"
         )
-    kind = json.loads(marker.read_text()).get("kind")
-    if kind not in ("crossencoder", "features"):
-        raise VerifierLoadError(f"{marker}: unknown verifier kind {kind!r}")
-    return str(kind)
+    return crossencoder_onnx.OnnxCrossEncoder(directory / crossencoder_onnx.EXPORT_DIR)
 
 
-def _build(path: str) -> Verifier:
-    if verifier_kind(path) == "crossencoder":
-        return _cross_encoder(Path(path))
-    from cache_proxy.verify.features import FeatureVerifier
+class VerifierRegistry:
+    """Owned by the app (and by each offline run): one load per path even under concurrency."""
 
-    return FeatureVerifier(path)
+    def __init__(self) -> None:
+        self._loaded: dict[str, Verifier] = {}
+        self._lock = threading.Lock()
 
+    def load(self, path: str) -> Verifier:
+        key = str(Path(path).resolve())
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = open_verifier(key)
+            return self._loaded[key]
 
-def _cross_encoder(directory: Path) -> Verifier:
-    """The ONNX export when there is (or can be made) one that scores like torch; else torch."""
-    from cache_proxy.verify import crossencoder_onnx as onnx
-
-    if not onnx.export_is_current(directory):
-        try:
-            onnx.export_cross_encoder(directory)
-        except (OSError, onnx.CrossEncoderExportError) as exc:  # e.g. a read-only volume
-            log.warning("cross-encoder %s runs on torch (no ONNX export: %s)", directory, exc)
-            from cache_proxy.verify.crossencoder import CrossEncoderVerifier
-
-            return CrossEncoderVerifier(directory)
-    return onnx.OnnxCrossEncoder(directory / onnx.EXPORT_DIR)
-
-
-def load_verifier(path: str) -> Verifier:
-    """The verifier at `path`; loaded on first use (may take seconds), then shared."""
-    key = str(Path(path).resolve())
-    with _lock:  # one load per path even when many requests arrive together
-        if key not in _loaded:
-            _loaded[key] = _build(key)
-        return _loaded[key]
-
-
-def forget_verifiers() -> None:
-    """Drop loaded verifiers (after retraining into the same directory)."""
-    with _lock:
-        _loaded.clear()
+    def forget(self) -> None:
+        """Drop loaded verifiers (after retraining into the same directory)."""
+        with self._lock:
+            self._loaded.clear()

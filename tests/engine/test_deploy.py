@@ -42,6 +42,8 @@ def test_there_are_three_dockerfiles_each_with_an_ignore_file() -> None:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_copied_sources_exist(dockerfile: Path) -> None:
     for args in instructions(dockerfile, "COPY"):
+        if args.startswith("--from="):  # from an earlier build stage, not the context
+            continue
         *sources, _destination = shlex.split(args)
         for source in sources:
             if "*" not in source:  # optional files (README.md*) may be absent
@@ -97,3 +99,13 @@ def test_installers_require_a_venv_argument(script: str) -> None:
     result = subprocess.run(["bash", str(DEPLOY / script)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "usage" in result.stderr
+
+
+def test_the_proxy_image_serves_without_torch_from_an_export_made_at_build() -> None:
+    proxy = DEPLOY / "Dockerfile.proxy"
+    _header, export_stage, serving_stage = proxy.read_text().split("\nFROM ")  # two stages
+    assert "cache-proxy export-embedder" in export_stage and "torch" in export_stage
+    assert "torch" not in serving_stage.split("COPY --from")[0].split("RUN pip install")[1]
+    assert "RUN pip install .\n" in serving_stage  # the serving core: no extras
+    assert "COPY --from=export /opt/cache-proxy /opt/cache-proxy" in serving_stage
+    assert "CACHE_PROXY_CACHE_DIR=/opt/cache-proxy" in serving_stage

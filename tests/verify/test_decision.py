@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from cache_proxy.verify.decision import Candidate, HitDecider, Verifier
+from cache_proxy.verify.candidate import Candidate, Verifier
+from cache_proxy.verify.decision import HitDecider
 from cache_proxy.verify.policy import GuardPolicy, VerifierPolicy, VerifyPolicy
+from cache_proxy.verify.verifier import VerifierRegistry
 
 QUERY = "How do I learn Python quickly?"
 CLOSE = Candidate(1, "What is the fastest way to learn Python?", 0.93)
@@ -44,11 +46,13 @@ def verified(min_score: float = 0.5, accept_above: float | None = None) -> Verif
 
 
 def test_no_arg_constructor_and_threshold_only() -> None:
-    decision = HitDecider().decide(QUERY, [OTHER, CLOSE], 0.92, VerifyPolicy())
-    assert decision.candidate == CLOSE and decision.reason == "accepted"
-    assert HitDecider().decide(QUERY, [OTHER, CLOSE], 0.95, VerifyPolicy()).reason == (
-        "below_threshold"
+    decision = HitDecider(VerifierRegistry().load).decide(
+        QUERY, [OTHER, CLOSE], 0.92, VerifyPolicy()
     )
+    assert decision.candidate == CLOSE and decision.reason == "accepted"
+    assert HitDecider(VerifierRegistry().load).decide(
+        QUERY, [OTHER, CLOSE], 0.95, VerifyPolicy()
+    ).reason == ("below_threshold")
 
 
 def test_identical_text_skips_guards_and_verifier() -> None:
@@ -99,7 +103,7 @@ def test_broken_verifier_fails_closed() -> None:
     assert decision.candidate is None and decision.reason == "verifier_unavailable"
 
 
-def test_default_loader_reports_missing_model_as_miss(tmp_path: object) -> None:
+def test_the_registry_reports_a_missing_model_as_a_miss() -> None:
     policy = VerifyPolicy(verifier=VerifierPolicy(enabled=True, model_path="/nonexistent/v"))
-    decision = HitDecider().decide(QUERY, [CLOSE], 0.9, policy)
+    decision = HitDecider(VerifierRegistry().load).decide(QUERY, [CLOSE], 0.9, policy)
     assert decision.reason == "verifier_unavailable"

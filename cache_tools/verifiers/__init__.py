@@ -1,0 +1,1 @@
+"""Training verifiers and writing their serving exports."""
