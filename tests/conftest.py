@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,10 @@ from tests.support.scripted_upstream import ScriptedUpstream
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Where `make` keeps the embedder export (the proxies the tests start inherit it).
+os.environ.setdefault(
+    "CACHE_PROXY_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "build" / "cache-proxy")
+)
 
 TWO_TENANTS: dict[str, Any] = {
     "upstream": {"url": "http://engine.test"},

@@ -18,7 +18,8 @@ ROUND_TRIP_TEXT = "naïve café — 3.14 ≠ π; tensor([1, 2]) 🙂"
 
 def inspect(model_dir: str) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    loaded: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = loaded.eval()
     messages = [{"role": "user", "content": QUESTION}]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -150,10 +151,10 @@ DOCUMENTED_METRICS = {
 }
 
 
-def dashboard_json() -> dict:
+def dashboard_json() -> dict[str, Any]:
     docs = render(sets=["dashboard.enabled=true"])
     text = named(docs, "ConfigMap", DASHBOARD)["data"]["vllm-semantic-cache.json"]
-    parsed: dict = json.loads(text)
+    parsed: dict[str, Any] = json.loads(text)
     return parsed
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.k8s.chart import (
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.k8s
 ENGINE = f"{FULLNAME}-engine"
 
 
-def selects(service: dict, deployment: dict) -> bool:
+def selects(service: dict[str, Any], deployment: dict[str, Any]) -> bool:
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     return bool(service["spec"]["selector"].items() <= labels.items())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -102,7 +103,9 @@ def test_train_verifier_fine_tunes_the_given_base_model(
     used: list[str] = []
     real = crossencoder.train_cross_encoder
 
-    def recording(examples: list[crossencoder.Example], out: Path, base: str, **kw: float) -> dict:
+    def recording(
+        examples: list[crossencoder.Example], out: Path, base: str, **kw: float
+    ) -> dict[str, Any]:
         used.append(base)
         return real(examples[:8], out, base, batch_size=8)
 
