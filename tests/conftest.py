@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +20,7 @@ from cache_proxy.embedding.loader import load_embedder, packaged_model_path
 from cache_tools.commands import missing_modules
 from tests.support.redis_server import RedisServer
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.waiting import wait_until
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -89,8 +89,7 @@ def proxy_factory(embedder: Embedder) -> ProxyFactory:
         model = wrap_embedder(embedder) if wrap_embedder else embedder
         app = create_app(settings, embedder=model, upstream_transport=transport)
         async with app.router.lifespan_context(app):
-            while app.state.runtime.pipeline is None:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: app.state.runtime.pipeline is not None, what="pipeline")
             to_proxy = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=to_proxy, base_url="http://proxy.test") as c:
                 yield ProxyUnderTest(app, c, upstream)

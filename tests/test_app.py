@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -14,6 +13,7 @@ from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 from tests.support.embedders import GatedEmbedder
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 async def test_ready_only_when_embedder_loaded_and_upstream_answers(
@@ -39,8 +39,7 @@ async def test_ready_only_when_embedder_loaded_and_upstream_answers(
         )
         assert early.status_code == 503 and "loading" in early.json()["error"]["message"]
         gated.gate.set()
-        while app.state.runtime.pipeline is None:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: app.state.runtime.pipeline is not None, 60, "the pipeline")
         assert (await client.get("/readyz")).status_code == 200
 
 
@@ -48,8 +47,7 @@ async def test_not_ready_when_upstream_unreachable(embedder: Embedder) -> None:
     config = {**TWO_TENANTS, "upstream": {"url": f"http://127.0.0.1:{free_port()}"}}
     app = create_app(parse_settings(config), embedder=embedder)
     async with app.router.lifespan_context(app):
-        while app.state.runtime.pipeline is None:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: app.state.runtime.pipeline is not None, 60, "the pipeline")
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://p"
         ) as client:

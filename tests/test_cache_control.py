@@ -14,6 +14,7 @@ import pytest
 from cache_proxy.pipeline import CacheControl
 from cache_proxy.store import Answer, Entry, TenantCache
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
+from tests.support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -217,8 +218,9 @@ async def test_max_age_zero_does_not_keep_a_plain_request_from_storing(
 ) -> None:
     text = "Tell me about owls [[slow:0.05]]"
     first = asyncio.create_task(post(proxy, chat(text), **{"cache-control": "max-age=0"}))
-    while proxy.upstream.completions_called == 0:  # until it is in flight at the engine
-        await asyncio.sleep(0.005)
+    await wait_until(
+        lambda: proxy.upstream.completions_called > 0, what="the first request at the engine"
+    )
     plain = await post(proxy, chat(text))
     assert "x-cache-entry" in plain.headers and "x-cache-entry" not in (await first).headers
     assert (await post(proxy, chat(text))).headers["x-cache"] == "HIT"

@@ -45,19 +45,22 @@ async def test_errors_reach_every_subscriber() -> None:
 
 
 async def test_last_subscriber_leaving_cancels_the_upstream_call() -> None:
-    coalescer, cancelled = Coalescer(), asyncio.Event()
+    coalescer, running, cancelled = Coalescer(), asyncio.Event(), asyncio.Event()
 
     async def run(flight: Flight) -> None:
+        running.set()
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # an engine call that only ends when cancelled
         except asyncio.CancelledError:
             cancelled.set()
             raise
 
     flight, _ = coalescer.join("k", run)
     coalescer.join("k", run)
-    await asyncio.sleep(0)
+    await asyncio.wait_for(running.wait(), 1)  # the upstream call is under way
     coalescer.leave("k", flight)
+    # A cancel would be requested right in leave(); `cancelled` is only set a loop turn later.
+    assert flight.task is not None and not flight.task.cancelling()
     assert not cancelled.is_set()
     coalescer.leave("k", flight)
     await asyncio.wait_for(cancelled.wait(), 1)

@@ -36,6 +36,7 @@ from cache_proxy.config import parse_settings
 from cache_proxy.embedding.base import Embedder
 from tests.conftest import TWO_TENANTS
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -123,9 +124,7 @@ def running_proxy(embedder: Embedder) -> Iterator[Harness]:
 
     async def start() -> httpx.AsyncClient:
         await stack.enter_async_context(app.router.lifespan_context(app))
-        async with asyncio.timeout(60):
-            while app.state.runtime.pipeline is None:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: app.state.runtime.pipeline is not None, 60, "the pipeline")
         to_proxy = httpx.ASGITransport(app=app)
         client = httpx.AsyncClient(transport=to_proxy, base_url="http://proxy.test")
         return await stack.enter_async_context(client)

@@ -27,6 +27,7 @@ from cache_proxy.config import parse_settings
 from cache_proxy.embedding.base import Embedder
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 from tests.support.embedders import WrappedEmbedder
+from tests.support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -405,15 +406,13 @@ async def proxy_over(embedder: Embedder, engine: Starlette) -> AsyncIterator[htt
     to_engine = httpx.ASGITransport(app=engine)
     app = create_app(settings, embedder=embedder, upstream_transport=to_engine)
     async with app.router.lifespan_context(app):
-        async with asyncio.timeout(60):
-            while app.state.runtime.pipeline is None:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: app.state.runtime.pipeline is not None, 60, "the pipeline")
         to_proxy = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=to_proxy, base_url="http://proxy.test") as client:
             yield client
 
 
-BROKEN_ANSWERS = {
+BROKEN_ANSWERS: dict[str, dict[str, Any]] = {
     "empty-object": {},
     "no-choices": {"id": "x", "object": "chat.completion", "model": "tiny", "choices": []},
     "choice-without-finish-or-message": {

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
@@ -25,7 +26,9 @@ def streamed_text(text: str) -> str:
     return "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
 
 
-async def post(p: ProxyUnderTest, body: dict[str, Any], key: str = "sk-acme-1", **headers: str):
+async def post(
+    p: ProxyUnderTest, body: dict[str, Any], key: str = "sk-acme-1", **headers: str
+) -> httpx.Response:
     return await p.client.post(CHAT, json=body, headers=p.headers(key, **headers))
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -13,19 +12,13 @@ from cache_proxy.config import load_settings
 from cache_proxy.embedding.base import Embedder
 from tests.conftest import chat
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.waiting import wait_until
 
 CONFIG = {
     "upstream": {"url": "http://engine.test"},
     "server": {"reload_interval_s": 0.05},
     "tenants": {"acme": {"api_keys": ["sk-acme-1"], "threshold": 0.92}},
 }
-
-
-async def wait_until(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def test_tenants_reload_on_file_change_and_bad_file_keeps_old(
@@ -42,7 +35,7 @@ async def test_tenants_reload_on_file_change_and_bad_file_keeps_old(
     )
     runtime = app.state.runtime
     async with app.router.lifespan_context(app):
-        await wait_until(lambda: runtime.pipeline is not None)
+        await wait_until(lambda: runtime.pipeline is not None, 60, "the pipeline")
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://p"
         ) as client:
@@ -58,7 +51,9 @@ async def test_tenants_reload_on_file_change_and_bad_file_keeps_old(
                 },
             }
             path.write_text(yaml.safe_dump(changed))
-            await wait_until(lambda: runtime.tenants.get("initech") is not None)
+            await wait_until(
+                lambda: runtime.tenants.get("initech") is not None, 5, "the reloaded tenants"
+            )
             assert runtime.pipeline.tenants.get("acme").policy.threshold == 0.8
             assert (
                 await client.post("/v1/chat/completions", json=chat("hi"), headers=new_key)
@@ -66,6 +61,8 @@ async def test_tenants_reload_on_file_change_and_bad_file_keeps_old(
 
             with caplog.at_level(logging.ERROR):
                 path.write_text("tenants: {acme: {threshold: 7}}\nupstream: {url: x}\n")
-                await wait_until(lambda: "reload rejected" in caplog.text)
+                await wait_until(
+                    lambda: "reload rejected" in caplog.text, 5, "the rejected reload's log line"
+                )
             assert runtime.pipeline.tenants.get("acme").policy.threshold == 0.8
             assert "tenants.acme.threshold" in caplog.text

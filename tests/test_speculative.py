@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Hashable
 from typing import Any
 
+import pytest
+
+from cache_proxy.coalesce import Coalescer, Flight, FlightRunner
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 from tests.support.embedders import GatedEmbedder
+from tests.support.waiting import wait_until
 from tests.test_pipeline import streamed_text
 
 CHAT = "/v1/chat/completions"
@@ -23,11 +28,26 @@ async def post(p: ProxyUnderTest, text: str, **params: Any) -> Any:
     return await p.client.post(CHAT, json=chat(text, **params), headers=p.headers())
 
 
-async def until(condition: Any, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+def started_flights(monkeypatch: pytest.MonkeyPatch, coalescer: Coalescer) -> list[Flight]:
+    """Every flight started from now on, kept after the coalescer lets go of it (an aborted
+    flight leaves the coalescer at once, while its task is still being cancelled)."""
+    flights: list[Flight] = []
+    join = coalescer.join
+
+    def recording_join(
+        key: Hashable, runner: FlightRunner, streaming: bool = True
+    ) -> tuple[Flight, bool]:
+        flight, leader = join(key, runner, streaming)
+        if leader:
+            flights.append(flight)
+        return flight, leader
+
+    monkeypatch.setattr(coalescer, "join", recording_join)
+    return flights
+
+
+def ended(flight: Flight) -> bool:
+    return flight.task is not None and flight.task.done()
 
 
 def metric(p: ProxyUnderTest, name: str, tenant: str = "acme") -> float:
@@ -47,7 +67,10 @@ async def test_engine_starts_before_the_embedding_is_done(proxy_factory: ProxyFa
         await post(proxy, "warm the embedder up")
         gates[0].gate.clear()
         pending = asyncio.create_task(post(proxy, "What is the boiling point of water?"))
-        await until(lambda: proxy.upstream.completions_called == 2)  # embedding still held
+        await wait_until(
+            lambda: proxy.upstream.completions_called == 2,
+            what="the speculative engine call while the embedding is held",
+        )
         assert not pending.done()
         gates[0].gate.set()
         response = await pending
@@ -69,8 +92,13 @@ async def test_without_speculation_the_engine_waits_for_the_lookup(
 
     async with proxy_factory(speculative_config(False), wrap_embedder=gated) as proxy:
         gates[0].gate.clear()
+        arrived = gates[0].arrived
         pending = asyncio.create_task(post(proxy, "What is the boiling point of water?"))
-        await asyncio.sleep(0.3)
+        await wait_until(
+            lambda: gates[0].arrived > arrived, what="the request to be held at the embedder"
+        )
+        # The lookup is under way: a speculative flight would have been joined before it.
+        assert len(proxy.app.state.runtime.pipeline.coalescer) == 0
         assert proxy.upstream.completions_called == 0
         gates[0].gate.set()
         assert (await pending).headers["x-cache"] == "MISS"
@@ -78,19 +106,24 @@ async def test_without_speculation_the_engine_waits_for_the_lookup(
 
 
 async def test_semantic_hit_aborts_the_engine_call_and_stores_nothing(
-    proxy_factory: ProxyFactory,
+    proxy_factory: ProxyFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with proxy_factory(speculative_config()) as proxy:
         await post(proxy, "How do I reset my router password? [[slow:0.02]]")
-        cache = proxy.app.state.runtime.pipeline.store.tenant("acme")
+        pipeline = proxy.app.state.runtime.pipeline
+        cache = pipeline.store.tenant("acme")
         assert len(cache) == 1
+        flights = started_flights(monkeypatch, pipeline.coalescer)
         hit = await post(proxy, "How can I reset the password of my router? [[slow:0.02]]")
         assert hit.headers["x-cache"] == "HIT" and hit.headers["x-cache-match"] == "semantic"
-        await until(lambda: proxy.upstream.completions_called == 2)  # it was started
+        await wait_until(
+            lambda: proxy.upstream.completions_called == 2, what="the speculative engine call"
+        )
         assert metric(proxy, "cache_proxy_speculative_aborts_total") == 1.0
-        await asyncio.sleep(0.5)  # longer than the scripted answer takes
+        assert len(flights) == 1  # the hit's own speculative flight
+        await wait_until(lambda: ended(flights[0]), what="the aborted flight's task to end")
         assert len(cache) == 1  # the aborted answer was never stored
-        assert len(proxy.app.state.runtime.pipeline.coalescer) == 0
+        assert len(pipeline.coalescer) == 0
 
 
 async def test_exact_hits_never_start_the_engine(proxy_factory: ProxyFactory) -> None:

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -19,6 +20,7 @@ import yaml
 from tests.e2e.conftest import PROCESSES, proxy_process
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import serve_in_thread
+from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +46,7 @@ def client(stack: tuple[str, ScriptedUpstream], key: str = "sk-acme-1") -> opena
     return openai.OpenAI(base_url=f"{stack[0]}/v1", api_key=key, max_retries=0)
 
 
-def ask(c: openai.OpenAI, text: str, **kw: object):  # type: ignore[no-untyped-def]
+def ask(c: openai.OpenAI, text: str, **kw: Any) -> Any:
     return c.chat.completions.with_raw_response.create(
         model="tiny", messages=[{"role": "user", "content": text}], **kw
     )
@@ -146,7 +148,13 @@ def test_client_disconnect_mid_stream_is_not_cached(stack: tuple[str, ScriptedUp
     ) as response:
         assert response.headers["x-cache"] == "MISS"
         next(response.iter_lines())  # first chunk arrived: now walk away
-    time.sleep(2.5)  # longer than the whole answer takes: a stored answer would be there now
+    upstream = stack[1]
+    wait_until_sync(
+        lambda: any(p == prompt for p, _ in upstream.streams_ended),
+        what="the engine's stream to end after the client left",
+    )
+    # The proxy let go of the engine mid-answer: no complete answer exists that it could store.
+    assert [how for p, how in upstream.streams_ended if p == prompt] == ["abandoned"]
     again = ask(client(stack), prompt)
     assert again.headers["x-cache"] == "MISS"
 
@@ -156,7 +164,8 @@ def test_auth_validation_and_size_errors(stack: tuple[str, ScriptedUpstream]) ->
         ask(client(stack, "sk-wrong"), "hi")
     with pytest.raises(openai.BadRequestError) as bad:
         client(stack).chat.completions.create(
-            model="tiny", messages=[{"role": "wizard", "content": "x"}]
+            model="tiny",
+            messages=[{"role": "wizard", "content": "x"}],  # type: ignore[misc,list-item]
         )
     assert "messages.0.role" in str(bad.value)
     with pytest.raises(openai.APIStatusError) as big:
@@ -196,13 +205,15 @@ def test_sighup_reloads_tenants(tmp_path: Path) -> None:
             config["tenants"]["initech"] = {"api_keys": ["sk-late"]}  # type: ignore[index]
             (tmp_path / "proxy.yaml").write_text(yaml.safe_dump(config))
             PROCESSES[url].send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=late)
-                if response.status_code == 200:
-                    break
-                time.sleep(0.2)
-            assert response.status_code == 200
+            wait_until_sync(
+                lambda: (
+                    httpx.post(f"{url}/v1/chat/completions", json=body, headers=late).status_code
+                    == 200
+                ),
+                10,
+                "the key added by SIGHUP to be accepted",
+                interval_s=0.2,
+            )
 
 
 def test_slow_or_silent_clients_cannot_hold_a_connection(tmp_path: Path) -> None:

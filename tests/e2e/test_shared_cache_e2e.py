@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from tests.e2e.conftest import proxy_process
 from tests.support.redis_server import RedisServer
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.servers import serve_in_thread
+from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"authorization": "Bearer admin-shared"}
@@ -75,13 +76,6 @@ def content(response: httpx.Response) -> str:
     return str(response.json()["choices"][0]["message"]["content"])
 
 
-def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def hit_on(url: str, text: str, key: str = "sk-acme-1") -> bool:
     return ask(url, text, key, **NO_STORE).headers["x-cache"] == "HIT"
 
@@ -90,7 +84,7 @@ def test_a_miss_through_one_replica_is_a_hit_through_the_other(deployment: Deplo
     before = deployment.upstream.completions_called
     miss = ask(deployment.a, "What is the capital city of Portugal?")
     assert miss.headers["x-cache"] == "MISS"
-    eventually(lambda: hit_on(deployment.b, "What is the capital city of Portugal?"))
+    wait_until_sync(lambda: hit_on(deployment.b, "What is the capital city of Portugal?"))
     hit = ask(deployment.b, "What is the capital city of Portugal?")
     assert content(hit) == content(miss)
     paraphrase = ask(deployment.b, "what's the capital city of Portugal?", **NO_STORE)
@@ -106,12 +100,12 @@ def test_a_miss_through_one_replica_is_a_hit_through_the_other(deployment: Deplo
 def test_invalidate_and_flush_through_one_replica_reach_the_other(deployment: Deployment) -> None:
     for text in ("How do I descale a kettle?", "How do I oil a squeaky hinge?"):
         ask(deployment.a, text)
-        eventually(lambda t=text: hit_on(deployment.b, t))  # type: ignore[misc]
+        wait_until_sync(lambda t=text: hit_on(deployment.b, t))  # type: ignore[misc]
     removed = httpx.post(f"{deployment.b}/admin/invalidate", json={"tenant": "acme"}, headers=ADMIN)
     assert removed.status_code == 200 and removed.json()["removed"] >= 2
     assert not hit_on(deployment.a, "How do I descale a kettle?")
     ask(deployment.a, "How do I clean a cast iron pan?")
-    eventually(lambda: hit_on(deployment.b, "How do I clean a cast iron pan?"))
+    wait_until_sync(lambda: hit_on(deployment.b, "How do I clean a cast iron pan?"))
     flushed = httpx.post(f"{deployment.b}/admin/flush", headers=ADMIN)
     assert flushed.status_code == 200 and flushed.json()["removed"] >= 1
     assert not hit_on(deployment.a, "How do I clean a cast iron pan?")
@@ -122,8 +116,8 @@ def test_invalidate_and_flush_through_one_replica_reach_the_other(deployment: De
 def test_ttl_expires_on_every_replica(deployment: Deployment) -> None:
     stored_at = time.time()
     ask(deployment.a, "Which planet has the most moons?", "sk-brief-1")
-    eventually(lambda: hit_on(deployment.b, "Which planet has the most moons?", "sk-brief-1"))
-    eventually(lambda: time.time() > stored_at + 1.6, timeout_s=5)
+    wait_until_sync(lambda: hit_on(deployment.b, "Which planet has the most moons?", "sk-brief-1"))
+    wait_until_sync(lambda: time.time() > stored_at + 1.6, timeout_s=5)
     for replica in (deployment.a, deployment.b):
         assert not hit_on(replica, "Which planet has the most moons?", "sk-brief-1")
 
@@ -177,7 +171,7 @@ def test_a_changed_engine_revision_never_serves_old_entries(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     ask(deployment.a, "How many strings does a cello have?")
-    eventually(lambda: hit_on(deployment.b, "How many strings does a cello have?"))
+    wait_until_sync(lambda: hit_on(deployment.b, "How many strings does a cello have?"))
     config = json.loads(json.dumps(deployment.config))
     config["upstream"]["revision"] = "rev-2"  # new weights behind the same model name
     with proxy_process(config, tmp_path) as upgraded:
@@ -189,7 +183,9 @@ def test_a_changed_engine_revision_never_serves_old_entries(
 
 def test_redis_down_degrades_to_misses_and_recovers(deployment: Deployment) -> None:
     ask(deployment.a, "What is the boiling point of water at sea level?")
-    eventually(lambda: hit_on(deployment.a, "What is the boiling point of water at sea level?"))
+    wait_until_sync(
+        lambda: hit_on(deployment.a, "What is the boiling point of water at sea level?")
+    )
     deployment.redis.stop()
     started = time.monotonic()
     fresh = ask(deployment.a, "Name a famous Norwegian painter")
@@ -206,7 +202,7 @@ def test_redis_down_degrades_to_misses_and_recovers(deployment: Deployment) -> N
     assert refused.status_code == 503 and refused.json()["error"]["type"] == "server_error"
     deployment.redis.start()
     for replica in (deployment.a, deployment.b):
-        eventually(
+        wait_until_sync(
             lambda r=replica: (
                 httpx.get(f"{r}/readyz").json()["shared_tier"]  # type: ignore[misc]
                 == {"backend": "redis", "state": "ok", "space": _space(r)}
@@ -214,7 +210,7 @@ def test_redis_down_degrades_to_misses_and_recovers(deployment: Deployment) -> N
             timeout_s=20,
         )
     ask(deployment.a, "Name a famous Norwegian composer")
-    eventually(lambda: hit_on(deployment.b, "Name a famous Norwegian composer"))
+    wait_until_sync(lambda: hit_on(deployment.b, "Name a famous Norwegian composer"))
 
 
 def _space(url: str) -> str:
@@ -230,7 +226,7 @@ def test_both_replicas_restarted_still_serve_the_entries(tmp_path: Path) -> None
             with proxy_process(config, tmp_path / "a"), proxy_process(config, tmp_path / "b") as b:
                 ask(b, "What does a barometer measure?")
             with proxy_process(config, tmp_path / "a2") as a2:  # a new pod, a new process
-                eventually(lambda: hit_on(a2, "What does a barometer measure?"))
+                wait_until_sync(lambda: hit_on(a2, "What does a barometer measure?"))
             assert upstream.completions_called == 1
     finally:
         redis.stop()

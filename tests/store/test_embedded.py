@@ -3,10 +3,9 @@ when of another cache space or broken; expiry sweeping; stale stores refused."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cache_proxy.config import CacheSettings
 from cache_proxy.store import Answer, CacheSpace, StoredEntry
 from cache_proxy.store.embedded import EmbeddedBackend
 from cache_proxy.store.snapshot import SnapshotError, read_snapshot, write_snapshot
+from tests.support.waiting import wait_until
 
 DIM = 8
 SPACE = CacheSpace(embedder_digest="0123456789abcdef", dimension=DIM, engine_revision="rev-1")
@@ -65,13 +65,6 @@ async def fill(backend: EmbeddedBackend) -> None:
     for tenant, numbers in (("acme", (1, 2, 3)), ("globex", (4, 5))):
         for n in numbers:
             assert await backend.put(tenant, stored(n), backend.generation(tenant))
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def snapshot_holds(path: Path, exacts: set[str]) -> bool:
@@ -212,9 +205,13 @@ async def test_snapshot_is_written_periodically(tmp_path: Path) -> None:
     path = tmp_path / "cache.snapshot"
     async with running(settings(path, snapshot_interval_s=0.2)) as backend:
         await fill(backend)
-        await wait_for(lambda: snapshot_holds(path, {f"exact-{n}" for n in range(1, 6)}))
+        await wait_until(
+            lambda: snapshot_holds(path, {f"exact-{n}" for n in range(1, 6)}), 5, "a snapshot"
+        )
         assert await backend.put("acme", stored(6), backend.generation("acme"))
-        await wait_for(lambda: snapshot_holds(path, {"exact-6"}))  # and again, not just once
+        await wait_until(  # and again, not just once
+            lambda: snapshot_holds(path, {"exact-6"}), 5, "a second snapshot"
+        )
 
 
 async def test_expired_entries_are_swept_in_the_background(tmp_path: Path) -> None:
@@ -225,7 +222,8 @@ async def test_expired_entries_are_swept_in_the_background(tmp_path: Path) -> No
         assert await backend.put("acme", stored(1, expires_at=time.time() + 0.3), generation)
         assert await backend.put("acme", stored(2), generation)
         assert len(cache) == 2
-        await wait_for(lambda: len(cache) == 1)  # len() itself drops nothing: the sweeper did
+        # len() itself drops nothing: the sweeper did
+        await wait_until(lambda: len(cache) == 1, 5, "the sweeper to drop the expired entry")
         assert [e.exact for e in cache.entries()] == ["exact-2"]
 
 

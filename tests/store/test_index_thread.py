@@ -2,21 +2,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from cache_proxy.config import IndexSettings
 from cache_proxy.store.index_thread import IndexThread
 from cache_proxy.store.partition_index import PartitionIndex
 from cache_proxy.store.vector_index import Found, Vectors
+from tests.support.waiting import wait_until
 
 DIM = 16
 
 
-def units(count: int, seed: int = 0) -> np.ndarray:
+def units(count: int, seed: int = 0) -> npt.NDArray[np.float32]:
     vectors = np.random.default_rng(seed).normal(size=(count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: npt.NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 class CountingIndex(PartitionIndex):
@@ -36,16 +40,10 @@ class CountingIndex(PartitionIndex):
         return super().search_many(queries, k)
 
 
-async def wait_until(condition: object, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
-
-
 @pytest.fixture
-def thread() -> IndexThread:
+def thread() -> Iterator[IndexThread]:
     worker = IndexThread()
-    yield worker  # type: ignore[misc]
+    yield worker
     worker.close()
 
 
@@ -107,7 +105,7 @@ async def test_the_rebuild_runs_aside_and_misses_no_change(thread: IndexThread) 
         if i % 50 == 0:
             assert (await thread.search(index, vectors[i], 1))[0][0] == i
     thread.remove(index, [0, 2999])
-    await wait_until(lambda: thread.rebuilds >= 1 and not index.rebuilding)
+    await wait_until(lambda: thread.rebuilds >= 1 and not index.rebuilding, 30, "the rebuild")
     assert (await thread.search(index, vectors[5], 1))[0][0] == 5 and index.kind == "ivf"
     found = [f[0][0] for f in [await thread.search(index, vectors[i], 1) for i in (0, 2999, 2998)]]
     assert found[0] != 0 and found[1] != 2999 and found[2] == 2998 and len(index) == 2998

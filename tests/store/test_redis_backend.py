@@ -20,6 +20,7 @@ from cache_proxy.metrics import Metrics
 from cache_proxy.store import Answer, CacheSpace, NoLease, StoredEntry
 from cache_proxy.store.redis_backend import RedisBackend
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 DIM = 8
 SPACE = CacheSpace("embedder-a", DIM, "rev-1")
@@ -41,13 +42,6 @@ def entry(i: int, ttl_s: float | None = None, model: str = "m") -> StoredEntry:
         created_at=now,
         expires_at=None if ttl_s is None else now + ttl_s,
     )
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def settings(url: str, prefix: str, **cache: object) -> CacheSettings:
@@ -72,7 +66,7 @@ def replica(redis_server: RedisServer, redis_prefix: str) -> Callable[..., objec
         await backend.start()
         try:
             if ready:
-                await until(lambda: not backend.follower.rebuilding)
+                await wait_until(lambda: not backend.follower.rebuilding)
             yield backend
         finally:
             await backend.aclose()
@@ -88,7 +82,7 @@ async def test_an_entry_stored_through_one_replica_is_found_by_another(replica) 
     async with replica() as a, replica() as b:
         assert await put(a, "acme", entry(1))
         assert a.tenant("acme").peek_exact("exact-1") is not None  # the writer sees it at once
-        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
         hits = await b.tenant("acme").search("p", unit(1), 2)
         assert hits[0].entry.answer.content == "answer 1"
         assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
@@ -98,15 +92,15 @@ async def test_invalidate_and_flush_through_one_replica_reach_the_other(replica)
     async with replica() as a, replica() as b:
         for i in range(3):
             await put(a, "acme", entry(i, model="old" if i < 2 else "new"))
-        await until(lambda: len(b.tenant("acme")) == 3)
+        await wait_until(lambda: len(b.tenant("acme")) == 3)
         assert await b.invalidate("acme", model="old") == 2
-        await until(lambda: len(a.tenant("acme")) == 1)
+        await wait_until(lambda: len(a.tenant("acme")) == 1)
         assert a.tenant("acme").peek_exact("exact-2") is not None
         assert await a.remove_entry("acme", "exact-2") == 1
-        await until(lambda: len(b.tenant("acme")) == 0)
+        await wait_until(lambda: len(b.tenant("acme")) == 0)
         await put(b, "acme", entry(5))
         assert await a.invalidate() == 1  # flush: every tenant
-        await until(lambda: len(b.tenant("acme")) == 0 and len(a.tenant("acme")) == 0)
+        await wait_until(lambda: len(b.tenant("acme")) == 0 and len(a.tenant("acme")) == 0)
 
 
 async def test_a_store_begun_before_an_invalidation_is_refused(replica) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +109,7 @@ async def test_a_store_begun_before_an_invalidation_is_refused(replica) -> None:
         await b.invalidate("acme")
         assert not await a.put("acme", entry(1), generation)
         assert a.tenant("acme").peek_exact("exact-1") is None
-        await until(lambda: a.generation("acme") != generation)
+        await wait_until(lambda: a.generation("acme") != generation)
         assert await put(a, "acme", entry(1))
 
 
@@ -124,11 +118,12 @@ async def test_tenants_are_apart_in_redis_and_in_every_mirror(  # type: ignore[n
 ) -> None:
     async with replica(("acme", "globex")) as a, replica(("acme", "globex")) as b:
         await put(a, "acme", entry(1))
-        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
         assert b.tenant("globex").peek_exact("exact-1") is None
         assert await b.tenant("globex").search("p", unit(1), 4) == []
         assert await b.remove_entry("globex", "exact-1") == 0  # not reachable by key either
-        keys = [k.decode() for k in redis_server.client().keys(f"{redis_prefix}*")]
+        raw_keys: list[bytes] = redis_server.client().keys(f"{redis_prefix}*")  # type: ignore[assignment]
+        keys = [k.decode() for k in raw_keys]
         tenant_keys = [k for k in keys if not k.startswith(f"{redis_prefix}space:")]
         assert tenant_keys and all(k.startswith(f"{redis_prefix}{{acme}}:") for k in tenant_keys)
         assert len(keys) - len(tenant_keys) == 1  # what the space id stands for, no tenant data
@@ -139,8 +134,8 @@ async def test_another_cache_space_never_sees_the_entries(replica) -> None:  # t
     async with replica() as old, replica(space=new_engine) as new:
         await put(old, "acme", entry(1))
         await put(new, "acme", entry(2))
-        await until(lambda: old.tenant("acme").peek_exact("exact-1") is not None)
-        await until(lambda: new.tenant("acme").peek_exact("exact-2") is not None)
+        await wait_until(lambda: old.tenant("acme").peek_exact("exact-1") is not None)
+        await wait_until(lambda: new.tenant("acme").peek_exact("exact-2") is not None)
         assert new.tenant("acme").peek_exact("exact-1") is None
         assert old.tenant("acme").peek_exact("exact-2") is None
         assert await new.invalidate("acme") == 2  # an admin flush drops the old space too
@@ -152,14 +147,14 @@ async def test_ttl_expires_in_redis_and_in_every_mirror(  # type: ignore[no-unty
     async with replica() as a, replica() as b:
         await put(a, "acme", entry(1, ttl_s=0.6))
         await put(a, "acme", entry(2))
-        await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+        await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
         key = a.keys("acme").entry("exact-1")
         assert 0 < redis_server.client().pttl(key) <= 600
-        await until(lambda: b.tenant("acme").peek_exact("exact-1") is None)
+        await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is None)
         assert (await b.tenant("acme").search("p", unit(1), 1))[0].entry.exact == "exact-2"
-        await until(lambda: len(b.tenant("acme")) == 1 and len(a.tenant("acme")) == 1)
+        await wait_until(lambda: len(b.tenant("acme")) == 1 and len(a.tenant("acme")) == 1)
         lru = a.keys("acme").lru
-        await until(lambda: redis_server.client().zcard(lru) == 1)
+        await wait_until(lambda: redis_server.client().zcard(lru) == 1)
         assert not redis_server.client().exists(key)
 
 
@@ -169,7 +164,7 @@ async def test_the_entry_bound_holds_in_redis_and_evictions_leave_every_mirror( 
     async with replica(max_entries=3) as a, replica(max_entries=3) as b:
         for i in range(5):
             await put(a, "acme", entry(i))
-        await until(lambda: b.tenant("acme").peek_exact("exact-4") is not None)
+        await wait_until(lambda: b.tenant("acme").peek_exact("exact-4") is not None)
         assert redis_server.client().zcard(a.keys("acme").lru) == 3
         for mirror in (a, b):
             assert len(mirror.tenant("acme")) == 3
@@ -224,7 +219,7 @@ async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-un
             assert isinstance(await a.lead("acme", "exact-3"), NoLease)
             assert a.tenant("acme").peek_exact("exact-1") is not None  # hits still served
             server.start()
-            await until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
+            await wait_until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
             assert await put(a, "acme", entry(2))
             assert a.tenant("acme").peek_exact("exact-1") is not None  # kept by Redis (AOF)
     finally:
@@ -250,11 +245,12 @@ async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ig
         for _ in range(MIN_VERDICTS + 10):  # replica A's traffic: suspect hits at 0.93
             seen_by_a.record("acme", 0.93, True)
         assert seen_by_b.threshold("acme", 0.9, 0.05) == 0.9  # B has not seen them yet
-        deadline = time.monotonic() + 5
-        while seen_by_b.threshold("acme", 0.9, 0.05) == 0.9:
-            assert time.monotonic() < deadline, "B never saw A's verdicts"
+
+        async def b_tightened() -> bool:
             await seen_by_b.refresh_shared(["acme"])
-            await asyncio.sleep(0.02)
+            return seen_by_b.threshold("acme", 0.9, 0.05) != 0.9
+
+        await wait_until(b_tightened, 5, "B to see A's verdicts", interval_s=0.02)
         assert seen_by_b.threshold("acme", 0.9, 0.05) > 0.93
         for checker, upstream in checkers:
             await checker.aclose()
@@ -267,13 +263,13 @@ async def test_tls_and_a_password_in_the_url(replica, tmp_path: Path) -> None:  
         assert server.url.startswith("rediss://:s3cret@")
         async with replica(url=server.url) as a, replica(url=server.url) as b:
             assert await put(a, "acme", entry(1))
-            await until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+            await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
             assert "s3cret" not in json.dumps(a.health())
         wrong = server.url.replace("s3cret", "wrong")
         async with replica(
             url=wrong, ready=False
         ) as refused:  # never an error to a client: degraded
-            await until(lambda: refused.health()["state"] == "degraded")
+            await wait_until(lambda: refused.health()["state"] == "degraded")
             assert not await put(refused, "acme", entry(2))
     finally:
         server.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from cache_proxy.config import IndexSettings
@@ -11,9 +12,9 @@ from cache_proxy.store import Answer, CacheStore, TenantCache
 DIM = 8
 
 
-def unit(seed: int) -> np.ndarray:
+def unit(seed: int) -> npt.NDArray[np.float32]:
     vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
-    return vector / np.linalg.norm(vector)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def answer(text: str, model: str = "m") -> Answer:
@@ -157,8 +158,10 @@ async def test_expired_entries_do_not_take_the_search_slots_of_live_ones() -> No
     now = time.time()
     for i in range(4):  # the four nearest to unit(0) have expired
         near = unit(0) + 0.01 * unit(100 + i)
-        cache.put("p", f"old{i}", f"q{i}", answer("old"), near / np.linalg.norm(near), now - 1)
-    cache.put("p", "live", "q-live", answer("live"), unit(0) + 0.5 * unit(7))
+        unit_near = (near / np.linalg.norm(near)).astype(np.float32)
+        cache.put("p", f"old{i}", f"q{i}", answer("old"), unit_near, now - 1)
+    live = (unit(0) + 0.5 * unit(7)).astype(np.float32)
+    cache.put("p", "live", "q-live", answer("live"), live)
     hits = await cache.search("p", unit(0), 4)
     assert [h.entry.exact for h in hits] == ["live"]
     assert len(cache) == 1  # the expired ones left the index on the way

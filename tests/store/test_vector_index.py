@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from cache_proxy.config import IndexSettings
@@ -10,9 +11,10 @@ from cache_proxy.store.vector_index import FlatVectors, IvfVectors, nlist_for
 DIM = 16
 
 
-def units(count: int, seed: int = 0) -> np.ndarray:
+def units(count: int, seed: int = 0) -> npt.NDArray[np.float32]:
     vectors = np.random.default_rng(seed).normal(size=(count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: npt.NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 def ids(count: int, start: int = 0) -> np.ndarray:
@@ -45,7 +47,7 @@ def test_flat_remove_moves_the_last_row_and_keeps_every_other_vector_findable() 
         if i in (0, 17, 49):
             assert top[0] != i
         else:
-            assert top == (i, pytest.approx(1.0, abs=1e-5))
+            assert top[0] == i and top[1] == pytest.approx(1.0, abs=1e-5)
     kept_ids, kept = flat.vectors()
     assert sorted(kept_ids.tolist()) == sorted(set(range(50)) - {0, 17, 49})
     assert np.allclose(kept, vectors[kept_ids])
@@ -68,7 +70,8 @@ def test_ivf_deletes_in_place_and_round_trips_its_vectors() -> None:
     ivf.remove(ids(10))
     assert len(ivf) == 3990 and all(f[0][0] >= 10 for f in ivf.search(queries[:10], 1))
     ivf.add(ids(1, 5000), vectors[:1])
-    assert ivf.search(queries[:1], 1)[0][0] == (5000, pytest.approx(1.0, abs=1e-5))
+    (found_id, found_score), *_ = ivf.search(queries[:1], 1)[0]
+    assert found_id == 5000 and found_score == pytest.approx(1.0, abs=1e-5)
     got_ids, got = ivf.vectors()
     assert len(got_ids) == 3991 and np.allclose(got[got_ids == 5000][0], vectors[0])
     assert set(ivf.vectors_of([5000, 3, 11])) == {5000, 11}  # 3 was removed

@@ -41,11 +41,14 @@ class CountingEmbedder(WrappedEmbedder):
 
 
 class GatedEmbedder(WrappedEmbedder):
-    """Held back until the test opens the gate: a slow model load."""
+    """Held back until the test opens the gate: a slow model load. `arrived` counts the
+    batches that reached the gate, so a test can wait until a request is held there."""
 
     def __init__(self, inner: Embedder) -> None:
         super().__init__(inner)
         self.gate = threading.Event()
+        self.arrived = 0
 
     def before_encode(self, texts: Sequence[str]) -> None:
+        self.arrived += 1
         self.gate.wait(timeout=30)

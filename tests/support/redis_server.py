@@ -80,7 +80,7 @@ class RedisServer:
             self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2)  # type: ignore[no-any-return]
+        return redis.Redis.from_url(self.url, socket_timeout=2)
 
     def ping(self) -> bool:
         try:

@@ -4,7 +4,8 @@ The last user turn steers it: `[[500]]`, `[[503]]`, `[[400]]` answer with that s
 `[[cut]]` ends the stream before [DONE] (a JSON answer: half its body), `[[nofinish]]` omits
 finish_reason,
 `[[midstream-error]]` sends an error event, `[[slow:S]]` waits S seconds per chunk.
-Every completion call is counted, so tests can prove the engine was (not) called.
+Every completion call is counted, so tests can prove the engine was (not) called, and the end
+of every stream is recorded, so a test can wait for one to be over and see how it ended.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class ScriptedUpstream:
         self.calls: Counter[str] = Counter()
         self.last_body: dict[str, Any] = {}
         self.last_headers: dict[str, str] = {}
+        # (prompt, how it ended) per stream once over: "done" (up to [DONE]), "cut" (the
+        # scripted [[cut]]) or "abandoned" (the client went away before the end)
+        self.streams_ended: list[tuple[str, str]] = []
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -110,28 +114,35 @@ class ScriptedUpstream:
     async def _stream(
         self, endpoint: str, body: dict[str, Any], prompt: str, text: str
     ) -> AsyncIterator[bytes]:
-        slow = _SLOW.search(prompt)
-        delay = float(slow.group(1)) if slow else 0.0
-        words = [w + " " for w in text.split(" ")]
-        words[-1] = words[-1].rstrip()
-        if endpoint == "chat":
-            yield _sse(_chunk(endpoint, body, {"delta": {"role": "assistant", "content": ""}}))
-        for i, word in enumerate(words):
-            await asyncio.sleep(delay)
-            if "[[cut]]" in prompt and i == len(words) // 2:
-                return
-            if "[[midstream-error]]" in prompt and i == len(words) // 2:
-                yield _sse({"error": {"message": "scripted mid-stream failure", "code": 500}})
-                yield b"data: [DONE]\n\n"
-                return
-            piece = {"delta": {"content": word}} if endpoint == "chat" else {"text": word}
-            yield _sse(_chunk(endpoint, body, piece))
-        finish = None if "[[nofinish]]" in prompt else "stop"
-        last = {"delta": {}} if endpoint == "chat" else {"text": ""}
-        yield _sse(_chunk(endpoint, body, {**last, "finish_reason": finish}))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            yield _sse({**_chunk(endpoint, body, None), "choices": [], "usage": _usage(text)})
-        yield b"data: [DONE]\n\n"
+        ended = "abandoned"
+        try:
+            slow = _SLOW.search(prompt)
+            delay = float(slow.group(1)) if slow else 0.0
+            words = [w + " " for w in text.split(" ")]
+            words[-1] = words[-1].rstrip()
+            if endpoint == "chat":
+                yield _sse(_chunk(endpoint, body, {"delta": {"role": "assistant", "content": ""}}))
+            for i, word in enumerate(words):
+                await asyncio.sleep(delay)
+                if "[[cut]]" in prompt and i == len(words) // 2:
+                    ended = "cut"
+                    return
+                if "[[midstream-error]]" in prompt and i == len(words) // 2:
+                    yield _sse({"error": {"message": "scripted mid-stream failure", "code": 500}})
+                    ended = "done"
+                    yield b"data: [DONE]\n\n"
+                    return
+                piece = {"delta": {"content": word}} if endpoint == "chat" else {"text": word}
+                yield _sse(_chunk(endpoint, body, piece))
+            finish = None if "[[nofinish]]" in prompt else "stop"
+            last: dict[str, Any] = {"delta": {}} if endpoint == "chat" else {"text": ""}
+            yield _sse(_chunk(endpoint, body, {**last, "finish_reason": finish}))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield _sse({**_chunk(endpoint, body, None), "choices": [], "usage": _usage(text)})
+            ended = "done"
+            yield b"data: [DONE]\n\n"
+        finally:
+            self.streams_ended.append((prompt, ended))
 
 
 def _chunk(endpoint: str, body: dict[str, Any], choice: dict[str, Any] | None) -> dict[str, Any]:
