@@ -11,29 +11,18 @@ from typing import Any
 import httpx
 import pytest
 
-from cache_proxy.embedding.base import Embedder, Vectors
 from tests.conftest import ProxyFactory, ProxyUnderTest, chat
+from tests.support.embedders import WrappedEmbedder
 
 POISON = "this prompt makes the embedder raise"
 
 
-class RaisingEmbedder:
+class RaisingEmbedder(WrappedEmbedder):
     """The real embedder, except that it raises a bug-like error on one text."""
 
-    def __init__(self, inner: Embedder) -> None:
-        self._inner = inner
-
-    @property
-    def dimension(self) -> int:
-        return self._inner.dimension
-
-    def fits(self, text: str) -> bool:
-        return self._inner.fits(text)
-
-    def encode(self, texts: Sequence[str]) -> Vectors:
+    def before_encode(self, texts: Sequence[str]) -> None:
         if POISON in texts:
             raise ZeroDivisionError("a bug in the embedder")
-        return self._inner.encode(texts)
 
 
 async def _ask(proxy: ProxyUnderTest, text: str) -> httpx.Response:
