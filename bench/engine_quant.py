@@ -13,7 +13,8 @@ framework overhead, not weight reads, so expect little speed difference; the siz
 the part that carries over to real models.
 Then, with no engine running, `.venv-quant/bin/python -m engine.quant_quality --json` (weights
 dequantized in transformers, float32 on CPU) gives held-out perplexity, KL(bf16 || model) and
-greedy agreement with bf16 for the same checkpoints; both are printed as one table.
+greedy agreement with bf16 for the same checkpoints; both are printed as one table, followed by
+quant_quality's paired bootstrap intervals of the KL difference between every two checkpoints.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def report(
                 f"{row['token_match']:>13.1%}{row['identical']:>11.1%}"
             )
         print(line)
+    print_differences(results, rows)
     by_name = {result.name: result for result in results}
     original = by_name.get(REFERENCE)
     if original is None:
@@ -151,6 +153,23 @@ def report(
             f"single-stream speed {result.single.tokens_per_s / original.single.tokens_per_s:.2f}"
             f", batch speed {result.batch.tokens_per_s / original.batch.tokens_per_s:.2f}"
         )
+
+
+def print_differences(results: list[VariantResult], rows: dict[str, dict[str, Any]]) -> None:
+    """engine.quant_quality's paired bootstrap KL differences, each pair of checkpoints once."""
+    lines, seen = [], set()
+    for result in results:
+        for diff in rows.get(result.name, {}).get("differences", []):
+            if diff["metric"] == "kl" and diff["other"] in seen:
+                mark = "  (measurable)" if diff["low"] > 0 or diff["high"] < 0 else ""
+                lines.append(
+                    f"KL {result.name} - {diff['other']}: {diff['value']:+.4f} "
+                    f"[{diff['low']:+.4f}, {diff['high']:+.4f}]{mark}"
+                )
+        seen.add(result.name)
+    if lines:
+        print("\npaired KL differences (95% bootstrap interval over held-out conversations):")
+        print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

