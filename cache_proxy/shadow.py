@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections import Counter, deque
@@ -27,6 +26,7 @@ from cache_proxy.metrics import Metrics
 from cache_proxy.schemas import Endpoint
 from cache_proxy.store import Answer, Verdict, VerdictLog
 from cache_proxy.upstream import PATHS, Upstream
+from cache_proxy.verify.bounds import wilson_lower
 
 logger = logging.getLogger(__name__)
 # The engine's spare capacity is for real traffic: beyond this many checks at once, skip.
@@ -60,10 +60,7 @@ def tightened_threshold(verdicts: Sequence[Verdict], configured: float, target: 
 
 
 def _wilson_lower(failures: int, total: int) -> float:
-    rate = failures / total
-    centre = rate + _Z95**2 / (2 * total)
-    spread = _Z95 * math.sqrt(rate * (1 - rate) / total + _Z95**2 / (4 * total**2))
-    return max(0.0, (centre - spread) / (1 + _Z95**2 / total))
+    return wilson_lower(failures, total, _Z95)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""Hits verified online: a serve boundary learned from judged explorations, within an error bound.
+
+A candidate (the nearest cached entry at similarity s) is served, explored or missed:
+- **served** when s is at or above the tenant's learned boundary and above every similarity at
+  which this entry was judged wrong (an entry's own wrong verdicts raise its boundary);
+- **explored** when it is below that but at or above `floor`: the request goes to the engine
+  (the client gets the fresh answer, as on a miss) and a judge compares the fresh answer with
+  the cached one; the verdict is recorded for the entry and for the tenant. A share
+  `audit_rate` of would-be-served hits is explored too, so the served region keeps being
+  measured (without it, a boundary once lowered would never see its own mistakes);
+- **missed** below `floor`.
+
+The boundary is the lowest similarity s* of a grid such that, among the verdicts at or above s*,
+there are at least `min_verdicts` and the one-sided 95% Wilson upper bound of the wrong share
+is at most `max_error`. It rests on one assumption: the error
+rate does not rise with similarity (true on average for sentence embeddings; per entry it need
+not be, which is why an entry's own wrong verdicts override the tenant boundary). Served hits
+above the boundary then have a wrong rate at most `max_error` with 95% confidence *on
+the traffic the verdicts came from*, a stationarity assumption: the audits keep re-measuring.
+Until enough verdicts exist the boundary is 1.0: only identical prompts are served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cache_proxy.verify.bounds import Z_ONE_SIDED_95, wilson_upper
+
+Action = Literal["serve", "explore", "miss"]
+GRID_STEP = 0.005
+MAX_ENTRY_VERDICTS = 16  # the most recent ones per entry (memory stays O(entries))
+
+
+@dataclass(frozen=True)
+class OnlineSettings:
+    max_error: float = 0.01
+    floor: float = 0.75
+    min_verdicts: int = 30
+    audit_rate: float = 0.05
+
+
+@dataclass
+class EntryEvidence:
+    """One entry's judged candidates: (similarity, correct), newest last."""
+
+    verdicts: list[tuple[float, bool]] = field(default_factory=list)
+
+    def record(self, similarity: float, correct: bool) -> None:
+        self.verdicts.append((similarity, correct))
+        del self.verdicts[:-MAX_ENTRY_VERDICTS]
+
+    def highest_wrong(self) -> float:
+        return max((s for s, ok in self.verdicts if not ok), default=-1.0)
+
+
+class TenantBoundary:
+    """Verdict counts per similarity bin, and the serve boundary they support."""
+
+    def __init__(self, settings: OnlineSettings) -> None:
+        self.settings = settings
+        self._bins = round(1.0 / GRID_STEP) + 1
+        self._correct = [0] * self._bins
+        self._wrong = [0] * self._bins
+        self.boundary = 1.0
+
+    def record(self, similarity: float, correct: bool) -> None:
+        index = self._bin(similarity)
+        (self._correct if correct else self._wrong)[index] += 1
+        self.boundary = self._lowest_safe()
+
+    def _bin(self, similarity: float) -> int:
+        return min(self._bins - 1, max(0, int(similarity / GRID_STEP)))
+
+    def _lowest_safe(self) -> float:
+        """Scan from the top: the lowest bin *with verdicts* whose tail (it and above) passes
+        the bound; similarities below the lowest verdict are unknown, never served."""
+        settings = self.settings
+        wrong = total = 0
+        lowest = 1.0
+        for index in range(self._bins - 1, -1, -1):
+            here = self._correct[index] + self._wrong[index]
+            wrong += self._wrong[index]
+            total += here
+            if here == 0 or total < settings.min_verdicts:
+                continue
+            bound = wilson_upper(wrong, total, Z_ONE_SIDED_95)
+            if bound <= settings.max_error:
+                lowest = index * GRID_STEP
+        return lowest
+
+
+class OnlinePolicy:
+    """serve / explore / miss for one tenant; `record` feeds it a judged exploration."""
+
+    def __init__(self, settings: OnlineSettings | None = None) -> None:
+        self.settings = settings or OnlineSettings()
+        self.tenant = TenantBoundary(self.settings)
+
+    def decide(self, similarity: float, entry: EntryEvidence, audit_draw: float) -> Action:
+        """`audit_draw`: a uniform [0, 1) number (the caller's seeded RNG)."""
+        boundary = max(self.tenant.boundary, entry.highest_wrong() + GRID_STEP)
+        if similarity >= boundary:
+            return "explore" if audit_draw < self.settings.audit_rate else "serve"
+        if similarity >= self.settings.floor:
+            return "explore"
+        return "miss"
+
+    def record(self, similarity: float, correct: bool, entry: EntryEvidence) -> None:
+        entry.record(similarity, correct)
+        self.tenant.record(similarity, correct)
