@@ -160,6 +160,20 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     parser.add_argument(
         "--cosine-only", action="store_true", help="without --config: guards off (baseline)"
     )
+    online = parser.add_argument_group("--policy online (cache_proxy/verify/online.py)")
+    online.add_argument(
+        "--policy", choices=["static", "online"], default="static",
+        help="online: the learned boundary on a stream, labels as the judge, beside the oracle",
+    )  # fmt: skip
+    online.add_argument("--max-error", type=float, default=0.01, help="the tenant's bound")
+    online.add_argument("--floor", type=float, default=0.75, help="below it: a plain miss")
+    online.add_argument("--min-verdicts", type=int, default=30)
+    online.add_argument("--audit-rate", type=float, default=0.05)
+    online.add_argument("--seed", type=int, default=0, help="query order and audit draws")
+    online.add_argument(
+        "--judge", choices=["conservative", "labelled"], default="conservative",
+        help="unlabelled pairs: a wrong verdict (conservative) or none (labelled)",
+    )  # fmt: skip
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path)
     server = parser.add_argument_group("through a running proxy (instead of in process)")

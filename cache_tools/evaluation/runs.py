@@ -88,6 +88,10 @@ def _eval_pairs(args: argparse.Namespace, pairs: list[Pair]) -> list[Pair]:
 def eval_command(args: argparse.Namespace) -> int:
     if args.server:
         return server_eval_command(args)
+    if args.policy == "online":
+        from cache_tools.evaluation.online_run import online_command
+
+        return online_command(args)
     pairs = load_pairs(args.pairs)
     if args.config:
         threshold, policy = tenant_settings(args.config, args.tenant)

@@ -124,3 +124,14 @@ def test_train_verifier_refuses_a_base_model_it_cannot_use(
     assert main([*args, "--kind", "features", "--base-model", str(tmp_path)]) == 2
     assert main([*args, "--kind", "crossencoder", "--base-model", str(tmp_path / "none")]) == 2
     assert "--base-model" in capsys.readouterr().out
+
+
+def test_eval_online_policy_reports_beside_the_oracle(
+    pairs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--pairs", str(pairs_file), "--policy", "online", "--judge", "labelled"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    online = next(line for line in out.splitlines() if line.startswith("online   "))
+    assert int(online.split()[-2]) > 0  # judge calls: it explored
+    assert "oracle static" in out and "(judged" in out and "(conser" in out

@@ -1,0 +1,152 @@
+"""`cache-proxy eval --policy online`: the online policy on a stream, labels as the judge.
+
+The cache holds every distinct text_a of the part (as in `simulate`); the distinct text_b are
+asked once each, in a seeded order (no new entries are stored: the same cache as `simulate`).
+Identical prompts are served by the exact tier. For the rest the nearest cached prompt is the
+candidate, and `OnlinePolicy` serves, explores or misses it. An exploration is one judge call
+and the file's label is the verdict: "correct" when identical or labelled a duplicate, "wrong"
+when labelled a non-duplicate; an unlabelled pair is "wrong" for the conservative judge and no
+verdict for the labelled one. Served hits are scored with the shared definitions (labels.py).
+
+Beside it, the oracle: the best single threshold for the same bound chosen with the stream's
+own labels (which the policy never sees), on the same candidates.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_tools.evaluation.embeddings import TextTable
+from cache_tools.evaluation.labels import LabelBook, Verdict
+from cache_tools.evaluation.mining import cache_simulation_sides
+from cache_tools.evaluation.pairs import Pair
+from cache_tools.evaluation.retrieval import search
+
+THRESHOLDS = np.round(np.arange(0.70, 1.0001, 0.0025), 4)
+
+
+@dataclass
+class StreamResult:
+    """Counts over one stream; rates follow the shared definitions."""
+
+    name: str
+    queries: int = 0
+    answerable: int = 0
+    exact: int = 0
+    correct: int = 0
+    wrong: int = 0
+    unjudged: int = 0
+    judge_calls: int = 0
+    explored_correct: int = 0
+    boundary: float = 1.0
+    trace: list[float] = field(default_factory=list)  # the boundary after every 1,000 queries
+
+    @property
+    def served(self) -> int:
+        return self.exact + self.correct + self.wrong + self.unjudged
+
+    def rates(self) -> dict[str, float]:
+        served = max(1, self.served)
+        return {
+            "served": self.served / max(1, self.queries),
+            "wrong_judged": self.wrong / served,
+            "wrong_conservative": (self.wrong + self.unjudged) / served,
+            "recall": (self.exact + self.correct) / max(1, self.answerable),
+        }
+
+    def count(self, verdict: Verdict) -> None:
+        setattr(self, verdict, getattr(self, verdict) + 1)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The queries in order, each with its best candidate (entry row, text, similarity)."""
+
+    queries: list[str]
+    exact: list[bool]
+    answerable: list[bool]
+    entries: list[int]
+    texts: list[str]
+    similarities: list[float]
+
+
+def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int) -> Stream:
+    cache, queries = cache_simulation_sides(pairs)
+    random.Random(seed).shuffle(queries)
+    in_cache = frozenset(cache)
+    found = search(table, cache, queries, 1)
+    entries, texts, sims = [], [], []
+    for row in range(len(queries)):
+        best = found.candidates(row)[:1]
+        entries.append(best[0].entry_id if best else -1)
+        texts.append(best[0].text if best else "")
+        sims.append(best[0].similarity if best else -1.0)
+    return Stream(
+        queries=queries,
+        exact=[q in in_cache for q in queries],
+        answerable=[book.answerable(q, in_cache) for q in queries],
+        entries=entries,
+        texts=texts,
+        similarities=sims,
+    )
+
+
+def run_online(
+    stream: Stream, book: LabelBook, settings: OnlineSettings, seed: int, judge: str
+) -> StreamResult:
+    """`judge`: conservative (an unlabelled pair is a wrong verdict) or labelled (the judge
+    abstains on unlabelled pairs: the call is counted, nothing is learned)."""
+    policy = OnlinePolicy(settings)
+    evidence: dict[int, EntryEvidence] = {}
+    draws = random.Random(seed)
+    result = StreamResult("online")
+    for i, query in enumerate(stream.queries):
+        result.queries += 1
+        result.answerable += stream.answerable[i]
+        if i % 1000 == 999:
+            result.trace.append(policy.tenant.boundary)
+        if stream.exact[i]:
+            result.exact += 1
+            continue
+        if stream.entries[i] < 0:
+            continue
+        entry = evidence.setdefault(stream.entries[i], EntryEvidence())
+        similarity = stream.similarities[i]
+        action = policy.decide(similarity, entry, draws.random())
+        verdict = book.judge(query, stream.texts[i])
+        if action == "serve":
+            result.count(verdict)
+        elif action == "explore":
+            result.judge_calls += 1
+            result.explored_correct += verdict == "correct"
+            if verdict != "unjudged" or judge == "conservative":
+                policy.record(similarity, verdict == "correct", entry)
+    result.boundary = policy.tenant.boundary
+    return result
+
+
+def oracle_static(stream: Stream, book: LabelBook, max_error: float, kind: str) -> StreamResult:
+    """The best single threshold for `max_error` (kind: judged | conservative) on this stream."""
+    verdicts = [
+        None if stream.exact[i] or stream.entries[i] < 0 else book.judge(q, stream.texts[i])
+        for i, q in enumerate(stream.queries)
+    ]
+    best = StreamResult("oracle static")
+    for threshold in THRESHOLDS:
+        candidate = StreamResult(f"oracle static {threshold:.4f}", boundary=float(threshold))
+        for i, verdict in enumerate(verdicts):
+            candidate.queries += 1
+            candidate.answerable += stream.answerable[i]
+            if stream.exact[i]:
+                candidate.exact += 1
+            elif verdict is not None and stream.similarities[i] >= threshold:
+                candidate.count(verdict)
+        rates = candidate.rates()
+        error = rates["wrong_judged"] if kind == "judged" else rates["wrong_conservative"]
+        if error <= max_error and rates["recall"] > best.rates()["recall"]:
+            best = candidate
+    return best

@@ -1,0 +1,53 @@
+"""`cache-proxy eval --policy online`: the report of online_eval.py, next to the oracle."""
+
+from __future__ import annotations
+
+import argparse
+
+from cache_proxy.verify.online import OnlineSettings
+from cache_tools.evaluation.labels import LabelBook
+from cache_tools.evaluation.online_eval import StreamResult, build_stream, oracle_static, run_online
+from cache_tools.evaluation.pairs import load_pairs, split_pairs
+from cache_tools.evaluation.training import table_for
+
+
+def online_command(args: argparse.Namespace) -> int:
+    pairs = load_pairs(args.pairs)
+    book, table = LabelBook(pairs), table_for(pairs)  # labels and vectors of the whole file
+    part = split_pairs(pairs, args.split)
+    part = part[: args.limit] if args.limit else part
+    settings = OnlineSettings(
+        max_error=args.max_error,
+        floor=args.floor,
+        min_verdicts=args.min_verdicts,
+        audit_rate=args.audit_rate,
+    )
+    stream = build_stream(part, book, table, args.seed)
+    online = run_online(stream, book, settings, args.seed, args.judge)
+    rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]
+    print(
+        f"online policy on {len(stream.queries)} queries ({args.split}), bound "
+        f"{args.max_error}, {args.judge} judge:"
+    )
+    print(_table(rows))
+    trace = ", ".join(f"{b:.3f}" for b in online.trace)
+    print(f"online boundary after every 1,000 queries: {trace or '-'}")
+    return 0
+
+
+KINDS = ("judged", "conservative")
+
+
+def _table(rows: list[StreamResult]) -> str:
+    header = f"{'policy':<28}{'served':>8}{'wrong (j)':>11}{'wrong (c)':>11}{'recall':>9}"
+    header += f"{'judge calls':>13}{'boundary':>10}"
+    lines = [header, "-" * len(header)]
+    for kind, row in zip(("", *KINDS), rows, strict=True):
+        rates = row.rates()
+        name = f"{row.name} ({kind})" if kind else row.name
+        lines.append(
+            f"{name[:28]:<28}{rates['served']:>8.2%}{rates['wrong_judged']:>11.2%}"
+            f"{rates['wrong_conservative']:>11.2%}{rates['recall']:>9.2%}"
+            f"{row.judge_calls:>13}{row.boundary:>10.4f}"
+        )
+    return "\n".join(lines)
