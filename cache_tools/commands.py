@@ -174,6 +174,10 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "--judge", choices=["conservative", "labelled"], default="conservative",
         help="unlabelled pairs: a wrong verdict (conservative) or none (labelled)",
     )  # fmt: skip
+    online.add_argument(
+        "--scorer", choices=["similarity", "learned"], default="similarity",
+        help="the boundary on cosine, or on a score learned online from the verdicts",
+    )  # fmt: skip
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path)
     server = parser.add_argument_group("through a running proxy (instead of in process)")

@@ -9,7 +9,9 @@ millisecond, so it can sit on the hit path where a cross-encoder would be too sl
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,15 @@ FEATURE_NAMES = [
     *GUARDS,
 ]  # fmt: skip
 _FIRST_GUARD = FEATURE_NAMES.index(next(iter(GUARDS)))
+
+
+def idf_table(texts: Iterable[str]) -> dict[str, float]:
+    counts: Counter[str] = Counter()
+    total = 0
+    for text in texts:
+        counts.update(set(words(text)))
+        total += 1
+    return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items() if n > 1}
 
 
 def pair_features(query: str, cached: str, similarity: float, idf: dict[str, float]) -> list[float]:

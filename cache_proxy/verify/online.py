@@ -55,7 +55,7 @@ class EntryEvidence:
 
 
 class TenantBoundary:
-    """Verdict counts per similarity bin, and the serve boundary they support."""
+    """Verdict counts per bin of similarity (or score), and the serve boundary they support."""
 
     def __init__(self, settings: OnlineSettings) -> None:
         self.settings = settings
@@ -64,9 +64,16 @@ class TenantBoundary:
         self._wrong = [0] * self._bins
         self.boundary = 1.0
 
-    def record(self, similarity: float, correct: bool) -> None:
-        index = self._bin(similarity)
+    def record(self, value: float, correct: bool) -> None:
+        self.add(value, correct)
+        self.refresh()
+
+    def add(self, value: float, correct: bool) -> None:
+        """Count a verdict at `value` (a similarity, or a score in [0, 1]); `refresh` after."""
+        index = self._bin(value)
         (self._correct if correct else self._wrong)[index] += 1
+
+    def refresh(self) -> None:
         self.boundary = self._lowest_safe()
 
     def _bin(self, similarity: float) -> int:

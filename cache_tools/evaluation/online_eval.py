@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cache_proxy.verify.features import pair_features
 from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_proxy.verify.online_score import ScoredOnlinePolicy
 from cache_tools.evaluation.embeddings import TextTable
 from cache_tools.evaluation.labels import LabelBook, Verdict
 from cache_tools.evaluation.mining import cache_simulation_sides
@@ -125,6 +127,45 @@ def run_online(
             result.explored_correct += verdict == "correct"
             if verdict != "unjudged" or judge == "conservative":
                 policy.record(similarity, verdict == "correct", entry)
+    result.boundary = policy.tenant.boundary
+    return result
+
+
+def run_online_scored(
+    stream: Stream,
+    book: LabelBook,
+    settings: OnlineSettings,
+    seed: int,
+    judge: str,
+    idf: dict[str, float],
+) -> StreamResult:
+    """run_online with the boundary on the learned score (online_score.py)."""
+    policy = ScoredOnlinePolicy(settings)
+    evidence: dict[int, EntryEvidence] = {}
+    draws = random.Random(seed)
+    result = StreamResult("online, learned score")
+    for i, query in enumerate(stream.queries):
+        result.queries += 1
+        result.answerable += stream.answerable[i]
+        if i % 1000 == 999:
+            result.trace.append(policy.tenant.boundary)
+        if stream.exact[i] or stream.entries[i] < 0:
+            result.exact += stream.exact[i]
+            continue
+        entry = evidence.setdefault(stream.entries[i], EntryEvidence())
+        similarity = stream.similarities[i]
+        if similarity < settings.floor:
+            continue
+        features = pair_features(query, stream.texts[i], similarity, idf)
+        action = policy.decide(similarity, policy.score(features), entry, draws.random())
+        verdict = book.judge(query, stream.texts[i])
+        if action == "serve":
+            result.count(verdict)
+        elif action == "explore":
+            result.judge_calls += 1
+            result.explored_correct += verdict == "correct"
+            if verdict != "unjudged" or judge == "conservative":
+                policy.record(features, similarity, verdict == "correct", entry)
     result.boundary = policy.tenant.boundary
     return result
 

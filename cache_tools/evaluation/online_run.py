@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from cache_proxy.verify.features import idf_table
 from cache_proxy.verify.online import OnlineSettings
 from cache_tools.evaluation.labels import LabelBook
-from cache_tools.evaluation.online_eval import StreamResult, build_stream, oracle_static, run_online
+from cache_tools.evaluation.online_eval import (
+    StreamResult,
+    build_stream,
+    oracle_static,
+    run_online,
+    run_online_scored,
+)
 from cache_tools.evaluation.pairs import load_pairs, split_pairs
 from cache_tools.evaluation.training import table_for
 
@@ -23,11 +30,15 @@ def online_command(args: argparse.Namespace) -> int:
         audit_rate=args.audit_rate,
     )
     stream = build_stream(part, book, table, args.seed)
-    online = run_online(stream, book, settings, args.seed, args.judge)
+    if args.scorer == "learned":
+        idf = idf_table(text for p in part for text in (p.text_a,))  # what the cache holds
+        online = run_online_scored(stream, book, settings, args.seed, args.judge, idf)
+    else:
+        online = run_online(stream, book, settings, args.seed, args.judge)
     rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]
     print(
         f"online policy on {len(stream.queries)} queries ({args.split}), bound "
-        f"{args.max_error}, {args.judge} judge:"
+        f"{args.max_error}, {args.judge} judge, {args.scorer} boundary:"
     )
     print(_table(rows))
     trace = ", ".join(f"{b:.3f}" for b in online.trace)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,21 +11,11 @@ import numpy as np
 import numpy.typing as npt
 
 from cache_proxy.verify.artifacts import MARKER
-from cache_proxy.verify.features import FEATURE_NAMES, feature_matrix
-from cache_proxy.verify.guards import words
+from cache_proxy.verify.features import FEATURE_NAMES, feature_matrix, idf_table
 from cache_proxy.verify.trees import TREES_FILE, TreeEnsemble
 
 MAX_CHECK_ROWS = 5_000
 MAX_PROBABILITY_DIFFERENCE = 1e-9
-
-
-def idf_table(texts: Iterable[str]) -> dict[str, float]:
-    counts: Counter[str] = Counter()
-    total = 0
-    for text in texts:
-        counts.update(set(words(text)))
-        total += 1
-    return {w: math.log((1 + total) / (1 + n)) + 1 for w, n in counts.items() if n > 1}
 
 
 def train_feature_verifier(
