@@ -27,9 +27,9 @@ def test_the_learned_boundary_serves_the_good_pairs_cosine_cannot_tell_apart() -
     policy = ScoredOnlinePolicy(OnlineSettings(min_verdicts=30, audit_rate=0.0))
     rng = np.random.default_rng(1)
     for _ in range(1200):  # same similarity band; only the second feature tells them apart
-        bad = bool(rng.integers(0, 2))
+        differs = bool(rng.integers(0, 2))
         similarity = 0.95 + 0.04 * rng.random()
-        policy.record([similarity, float(bad)], similarity, not bad, EntryEvidence())
+        policy.record([similarity, float(differs)], similarity, not differs, EntryEvidence())
     assert policy.scorer.fitted and policy.tenant.boundary < 1.0
     good, bad = [0.97, 0.0], [0.97, 1.0]
     assert policy.decide(0.97, policy.score(good), EntryEvidence(), NO_AUDIT) == "serve"
