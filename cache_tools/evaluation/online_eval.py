@@ -15,12 +15,13 @@ own labels (which the policy never sees), on the same candidates.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cache_proxy.verify.features import pair_features
-from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_proxy.verify.online import Action, EntryEvidence, OnlinePolicy, OnlineSettings
 from cache_proxy.verify.online_score import ScoredOnlinePolicy
 from cache_tools.evaluation.embeddings import TextTable
 from cache_tools.evaluation.labels import LabelBook, Verdict
@@ -97,67 +98,77 @@ def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int
     )
 
 
+class _CosinePolicy:
+    """OnlinePolicy behind the replay's interface: the boundary on the similarity."""
+
+    name = "online"
+
+    def __init__(self, settings: OnlineSettings) -> None:
+        self.policy = OnlinePolicy(settings)
+
+    def boundary(self) -> float:
+        return self.policy.tenant.boundary
+
+    def step(self, query: str, cached: str, similarity: float, entry: EntryEvidence,
+             draw: float) -> tuple[Action, Callable[[bool], None]]:  # fmt: skip
+        def record(correct: bool) -> None:
+            self.policy.record(similarity, correct, entry)
+
+        return self.policy.decide(similarity, entry, draw), record
+
+
+class _LearnedPolicy:
+    """ScoredOnlinePolicy behind the same interface: the boundary on the learned score."""
+
+    name = "online, learned score"
+
+    def __init__(self, settings: OnlineSettings, idf: dict[str, float]) -> None:
+        self.policy = ScoredOnlinePolicy(settings)
+        self.idf = idf
+
+    def boundary(self) -> float:
+        return self.policy.tenant.boundary
+
+    def step(self, query: str, cached: str, similarity: float, entry: EntryEvidence,
+             draw: float) -> tuple[Action, Callable[[bool], None]]:  # fmt: skip
+        if similarity < self.policy.settings.floor:  # no features needed for a plain miss
+            return "miss", lambda correct: None
+        features = pair_features(query, cached, similarity, self.idf)
+
+        def record(correct: bool) -> None:
+            self.policy.record(features, similarity, correct, entry)
+
+        score = self.policy.score(features)
+        return self.policy.decide(similarity, score, entry, draw), record
+
+
 def run_online(
-    stream: Stream, book: LabelBook, settings: OnlineSettings, seed: int, judge: str
-) -> StreamResult:
-    """`judge`: conservative (an unlabelled pair is a wrong verdict) or labelled (the judge
-    abstains on unlabelled pairs: the call is counted, nothing is learned)."""
-    policy = OnlinePolicy(settings)
-    evidence: dict[int, EntryEvidence] = {}
-    draws = random.Random(seed)
-    result = StreamResult("online")
-    for i, query in enumerate(stream.queries):
-        result.queries += 1
-        result.answerable += stream.answerable[i]
-        if i % 1000 == 999:
-            result.trace.append(policy.tenant.boundary)
-        if stream.exact[i]:
-            result.exact += 1
-            continue
-        if stream.entries[i] < 0:
-            continue
-        entry = evidence.setdefault(stream.entries[i], EntryEvidence())
-        similarity = stream.similarities[i]
-        action = policy.decide(similarity, entry, draws.random())
-        verdict = book.judge(query, stream.texts[i])
-        if action == "serve":
-            result.count(verdict)
-        elif action == "explore":
-            result.judge_calls += 1
-            result.explored_correct += verdict == "correct"
-            if verdict != "unjudged" or judge == "conservative":
-                policy.record(similarity, verdict == "correct", entry)
-    result.boundary = policy.tenant.boundary
-    return result
-
-
-def run_online_scored(
     stream: Stream,
     book: LabelBook,
     settings: OnlineSettings,
     seed: int,
     judge: str,
-    idf: dict[str, float],
+    idf: dict[str, float] | None = None,
 ) -> StreamResult:
-    """run_online with the boundary on the learned score (online_score.py)."""
-    policy = ScoredOnlinePolicy(settings)
+    """The stream through the policy (the learned score when `idf` is given). `judge`:
+    conservative (an unlabelled pair is a wrong verdict) or labelled (the judge abstains on
+    unlabelled pairs: the call is counted, nothing is learned)."""
+    policy = _CosinePolicy(settings) if idf is None else _LearnedPolicy(settings, idf)
     evidence: dict[int, EntryEvidence] = {}
     draws = random.Random(seed)
-    result = StreamResult("online, learned score")
+    result = StreamResult(policy.name)
     for i, query in enumerate(stream.queries):
         result.queries += 1
         result.answerable += stream.answerable[i]
         if i % 1000 == 999:
-            result.trace.append(policy.tenant.boundary)
+            result.trace.append(policy.boundary())
         if stream.exact[i] or stream.entries[i] < 0:
             result.exact += stream.exact[i]
             continue
         entry = evidence.setdefault(stream.entries[i], EntryEvidence())
-        similarity = stream.similarities[i]
-        if similarity < settings.floor:
-            continue
-        features = pair_features(query, stream.texts[i], similarity, idf)
-        action = policy.decide(similarity, policy.score(features), entry, draws.random())
+        action, record = policy.step(
+            query, stream.texts[i], stream.similarities[i], entry, draws.random()
+        )
         verdict = book.judge(query, stream.texts[i])
         if action == "serve":
             result.count(verdict)
@@ -165,8 +176,8 @@ def run_online_scored(
             result.judge_calls += 1
             result.explored_correct += verdict == "correct"
             if verdict != "unjudged" or judge == "conservative":
-                policy.record(features, similarity, verdict == "correct", entry)
-    result.boundary = policy.tenant.boundary
+                record(verdict == "correct")
+    result.boundary = policy.boundary()
     return result
 
 

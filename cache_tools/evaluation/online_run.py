@@ -12,7 +12,6 @@ from cache_tools.evaluation.online_eval import (
     build_stream,
     oracle_static,
     run_online,
-    run_online_scored,
 )
 from cache_tools.evaluation.pairs import load_pairs, split_pairs
 from cache_tools.evaluation.training import table_for
@@ -32,7 +31,7 @@ def online_command(args: argparse.Namespace) -> int:
     stream = build_stream(part, book, table, args.seed)
     if args.scorer == "learned":
         idf = idf_table(text for p in part for text in (p.text_a,))  # what the cache holds
-        online = run_online_scored(stream, book, settings, args.seed, args.judge, idf)
+        online = run_online(stream, book, settings, args.seed, args.judge, idf)
     else:
         online = run_online(stream, book, settings, args.seed, args.judge)
     rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]
