@@ -50,3 +50,17 @@ def test_write_tenant_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
     assert raw["tenants"]["acme"]["api_keys"] == ["k1"]
     assert tenant_settings(config, "acme") == (0.87, policy)
     assert list(tmp_path.iterdir()) == [config]  # no temp file left behind
+
+
+def test_the_reworded_statements_domain_is_well_formed() -> None:
+    """tests/data/reworded_statements.jsonl.gz: the second domain (statements, not questions)."""
+    from pathlib import Path
+
+    from cache_tools.evaluation.pairs import load_pairs
+
+    data = Path(__file__).resolve().parents[2] / "data" / "reworded_statements.jsonl.gz"
+    pairs = load_pairs(data)
+    assert len(pairs) >= 400
+    assert abs(sum(p.label for p in pairs) - len(pairs) / 2) <= 10  # paraphrases ~ hard negatives
+    assert len({p.text_b for p in pairs}) == len(pairs)  # every prompt asked once
+    assert all(p.text_a != p.text_b and not p.text_b.endswith("?") for p in pairs)
