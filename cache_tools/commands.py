@@ -175,9 +175,11 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="unlabelled pairs: a wrong verdict (conservative) or none (labelled)",
     )  # fmt: skip
     online.add_argument(
-        "--scorer", choices=["similarity", "learned"], default="similarity",
-        help="the boundary on cosine, or on a score learned online from the verdicts",
+        "--scorer", choices=["similarity", "learned", "verifier"], default="similarity",
+        help="the boundary on cosine, on a score learned online from the pair features, or "
+        "on a trained verifier's score (--verifier) recalibrated online",
     )  # fmt: skip
+    online.add_argument("--verifier", help="--scorer verifier: the verifier directory")
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--plot", type=Path)
     server = parser.add_argument_group("through a running proxy (instead of in process)")

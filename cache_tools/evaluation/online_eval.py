@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cache_proxy.verify.candidate import Candidate, Verifier
 from cache_proxy.verify.features import pair_features
 from cache_proxy.verify.online import Action, EntryEvidence, OnlinePolicy, OnlineSettings
 from cache_proxy.verify.online_score import ScoredOnlinePolicy
@@ -117,14 +118,17 @@ class _CosinePolicy:
         return self.policy.decide(similarity, entry, draw), record
 
 
+Features = Callable[[str, str, float], list[float]]
+
+
 class _LearnedPolicy:
-    """ScoredOnlinePolicy behind the same interface: the boundary on the learned score."""
+    """ScoredOnlinePolicy behind the same interface: the boundary on a score learned from
+    `features` of each candidate (the pair features, or a trained verifier's score)."""
 
-    name = "online, learned score"
-
-    def __init__(self, settings: OnlineSettings, idf: dict[str, float]) -> None:
+    def __init__(self, settings: OnlineSettings, features: Features, name: str) -> None:
         self.policy = ScoredOnlinePolicy(settings)
-        self.idf = idf
+        self.features = features
+        self.name = name
 
     def boundary(self) -> float:
         return self.policy.tenant.boundary
@@ -133,7 +137,7 @@ class _LearnedPolicy:
              draw: float) -> tuple[Action, Callable[[bool], None]]:  # fmt: skip
         if similarity < self.policy.settings.floor:  # no features needed for a plain miss
             return "miss", lambda correct: None
-        features = pair_features(query, cached, similarity, self.idf)
+        features = self.features(query, cached, similarity)
 
         def record(correct: bool) -> None:
             self.policy.record(features, similarity, correct, entry)
@@ -142,18 +146,35 @@ class _LearnedPolicy:
         return self.policy.decide(similarity, score, entry, draw), record
 
 
+def pair_feature_scorer(idf: dict[str, float]) -> Features:
+    return lambda query, cached, similarity: pair_features(query, cached, similarity, idf)
+
+
+def verifier_scorer(verifier: Verifier) -> Features:
+    """A trained verifier as the prior: its score (and the similarity) are the features."""
+
+    def features(query: str, cached: str, similarity: float) -> list[float]:
+        [score] = verifier.score(query, [Candidate(0, cached, similarity)])
+        return [similarity, score]
+
+    return features
+
+
 def run_online(
     stream: Stream,
     book: LabelBook,
     settings: OnlineSettings,
     seed: int,
     judge: str,
-    idf: dict[str, float] | None = None,
+    features: Features | None = None,
+    name: str = "online, learned score",
 ) -> StreamResult:
-    """The stream through the policy (the learned score when `idf` is given). `judge`:
+    """The stream through the policy (on a score learned from `features` when given). `judge`:
     conservative (an unlabelled pair is a wrong verdict) or labelled (the judge abstains on
     unlabelled pairs: the call is counted, nothing is learned)."""
-    policy = _CosinePolicy(settings) if idf is None else _LearnedPolicy(settings, idf)
+    policy = (
+        _CosinePolicy(settings) if features is None else _LearnedPolicy(settings, features, name)
+    )
     evidence: dict[int, EntryEvidence] = {}
     draws = random.Random(seed)
     result = StreamResult(policy.name)

@@ -6,18 +6,24 @@ import argparse
 
 from cache_proxy.verify.features import idf_table
 from cache_proxy.verify.online import OnlineSettings
+from cache_proxy.verify.verifier import VerifierRegistry
 from cache_tools.evaluation.labels import LabelBook
 from cache_tools.evaluation.online_eval import (
     StreamResult,
     build_stream,
     oracle_static,
+    pair_feature_scorer,
     run_online,
+    verifier_scorer,
 )
 from cache_tools.evaluation.pairs import load_pairs, split_pairs
 from cache_tools.evaluation.training import table_for
 
 
 def online_command(args: argparse.Namespace) -> int:
+    if args.scorer == "verifier" and not args.verifier:
+        print("eval --scorer verifier needs --verifier DIR (a trained verifier)")
+        return 2
     pairs = load_pairs(args.pairs)
     book, table = LabelBook(pairs), table_for(pairs)  # labels and vectors of the whole file
     part = split_pairs(pairs, args.split)
@@ -30,8 +36,14 @@ def online_command(args: argparse.Namespace) -> int:
     )
     stream = build_stream(part, book, table, args.seed)
     if args.scorer == "learned":
-        idf = idf_table(text for p in part for text in (p.text_a,))  # what the cache holds
-        online = run_online(stream, book, settings, args.seed, args.judge, idf)
+        idf = idf_table(p.text_a for p in part)  # the texts the cache holds
+        features = pair_feature_scorer(idf)
+        online = run_online(stream, book, settings, args.seed, args.judge, features)
+    elif args.scorer == "verifier":
+        verifier = VerifierRegistry().load(args.verifier)
+        features = verifier_scorer(verifier)
+        name = "online, verifier prior"
+        online = run_online(stream, book, settings, args.seed, args.judge, features, name)
     else:
         online = run_online(stream, book, settings, args.seed, args.judge)
     rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from cache_proxy.verify.candidate import Candidate
 from cache_proxy.verify.online import OnlineSettings
 from cache_tools.evaluation.labels import LabelBook
-from cache_tools.evaluation.online_eval import Stream, oracle_static, run_online
+from cache_tools.evaluation.online_eval import Stream, oracle_static, run_online, verifier_scorer
 from cache_tools.evaluation.pairs import Pair
 
 
@@ -42,3 +45,20 @@ def test_the_oracle_picks_the_best_threshold_with_the_labels() -> None:
     oracle = oracle_static(stream, book, 0.01, "judged")
     assert oracle.correct == 100 and oracle.wrong == 0
     assert 0.90 < oracle.boundary <= 0.97
+
+
+class _LengthVerifier:
+    """A stand-in scorer: long cached texts are 'the same question' (tests the adapter only)."""
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        return [min(1.0, len(c.text) / 10) for c in candidates]
+
+
+def test_a_verifier_prior_feeds_its_score_with_the_similarity() -> None:
+    features = verifier_scorer(_LengthVerifier())
+    assert features("q", "a" * 5, 0.93) == [0.93, 0.5]
+    stream, book = _stream(similar=600, unrelated=0)
+    result = run_online(
+        stream, book, OnlineSettings(audit_rate=0.0), 0, "labelled", features, "prior"
+    )
+    assert result.name == "prior" and result.judge_calls > 0 and result.wrong == 0
