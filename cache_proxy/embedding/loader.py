@@ -44,9 +44,11 @@ def current_export(settings: EmbeddingSettings) -> Path:
 
 
 def embedder_identity(settings: EmbeddingSettings) -> str:
-    """The digest of the embedding weights (names the cache space; equal on every replica)."""
+    """The digest of the weights the served vectors come from (names the cache space; equal on
+    every replica). For onnx that is what the export records: load_embedder has already checked
+    it against embedding.model, so the weights are not hashed a second time here."""
     if settings.backend == "onnx":
-        return str(read_meta(current_export(settings))["source_digest"])
+        return str(read_meta(export_dir_for(settings.model, settings.onnx_dir))["source_digest"])
     return embedder_digest(settings.model or packaged_model_path())
 
 
