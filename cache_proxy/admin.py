@@ -39,6 +39,19 @@ def build_admin_router() -> APIRouter:
         tenants = (pipeline.tenants.get(name) for name in pipeline.tenants.names)
         return {"tenants": {t.name: _shadow_report(pipeline, t) for t in tenants if t is not None}}
 
+    @router.get("/online")
+    async def online(request: Request) -> dict[str, Any]:
+        """Online verification per tenant: learned boundary, verdicts in the window, outcomes."""
+        pipeline = _authorised(request)
+        tenants = (pipeline.tenants.get(name) for name in pipeline.tenants.names)
+        return {
+            "tenants": {
+                t.name: pipeline.explorer.report(t.name, t.policy.verify.online)
+                for t in tenants
+                if t is not None
+            }
+        }
+
     @router.post("/invalidate")
     async def invalidate(request: Request) -> dict[str, Any]:
         pipeline = _authorised(request)  # before a byte of the body is read

@@ -35,6 +35,7 @@ from cache_proxy.store.factory import build_backend
 from cache_proxy.tenancy import TenantDirectory
 from cache_proxy.upstream import Upstream
 from cache_proxy.verify.decision import HitDecider
+from cache_proxy.verify.policy import OnlineVerifyPolicy
 from cache_proxy.verify.verifier import VerifierRegistry
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,15 @@ class Runtime:
                 self.verifiers.load(path)
             except Exception as exc:  # that tenant fails closed (misses) until it is fixed
                 logger.error("verifier %s cannot load: %s", path, exc)
+
+    def online_tenants(self) -> list[tuple[str, OnlineVerifyPolicy]]:
+        """The tenants with online verification, and its config (read at each refresh)."""
+        found = (self.tenants.get(name) for name in self.tenants.names)
+        return [
+            (t.name, t.policy.verify.online)
+            for t in found
+            if t is not None and t.policy.verify.online.enabled
+        ]
 
     def build_pipeline(self, embedder: Embedder, store: CacheBackend) -> None:
         cache = self.settings.cache
@@ -159,6 +169,9 @@ async def _load(runtime: Runtime, embedder: Embedder | None) -> None:
         verdicts = store.verdict_log()
         if verdicts is not None and runtime.pipeline is not None:
             runtime.pipeline.shadow.share_through(verdicts, lambda: runtime.tenants.names)
+        explorations = store.exploration_log()
+        if explorations is not None and runtime.pipeline is not None:
+            runtime.pipeline.explorer.share_through(explorations, runtime.online_tenants)
         logger.info(
             "embedder ready (dimension %d); cache backend %s, space %s",
             embedder.dimension,

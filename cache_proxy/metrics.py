@@ -96,6 +96,25 @@ class Metrics:
             buckets=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0),
             registry=r,
         )
+        self.online_decisions = Counter(
+            "cache_proxy_online_decisions",
+            "Online-verified candidates by action (serve, explore, miss)",
+            ["tenant", "action"],
+            registry=r,
+        )
+        self.online_verdicts = Counter(
+            "cache_proxy_online_verdicts",
+            "Explorations by judge outcome (correct, wrong, abstained, failed, no_answer, "
+            "skipped_busy)",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.online_boundary = Gauge(
+            "cache_proxy_online_boundary",
+            "The similarity at or above which online-verified candidates are served",
+            ["tenant"],
+            registry=r,
+        )
         self.effective_threshold = Gauge(
             "cache_proxy_effective_threshold",
             "Similarity threshold in force, raised from shadow verdicts (shadow_target_error)",

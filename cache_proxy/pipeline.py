@@ -29,6 +29,7 @@ from cache_proxy.errors import (
     ProxyError,
     UpstreamError,
 )
+from cache_proxy.explore import Exploration, Explorer
 from cache_proxy.keys import CacheKey, build_key
 from cache_proxy.metrics import Metrics
 from cache_proxy.replay import new_response_id
@@ -39,7 +40,9 @@ from cache_proxy.store import Answer, CacheBackend, Entry, Lease, NoLease, Store
 from cache_proxy.tenancy import Tenant, TenantDirectory
 from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
 from cache_proxy.verify.candidate import Candidate
-from cache_proxy.verify.decision import HitDecider
+from cache_proxy.verify.decision import Decision, HitDecider
+from cache_proxy.verify.judges import AnswerAgreementJudge, Judge, LLMJudge
+from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
@@ -91,6 +94,7 @@ class Lookup:
     match: str = ""
     similarity: float = 0.0
     vector: Vector | None = None
+    exploration: Exploration | None = None  # a miss whose fresh answer is to be judged
 
 
 @dataclass(frozen=True)
@@ -147,11 +151,13 @@ class Pipeline:
         self.decider = decider
         self.coalescer = Coalescer()
         self.shadow = ShadowChecker(upstream, embedder, metrics)
+        self.explorer = Explorer(self._judge_for, metrics)
 
     async def aclose(self) -> None:
         """Stops the engine calls in flight, background checks, the embedder and the store."""
         await self.coalescer.aclose()
         await self.shadow.aclose()
+        await self.explorer.aclose()
         await self.embedder.close()
         await self.store.aclose()
 
@@ -221,7 +227,13 @@ class Pipeline:
         found = await self._semantic_lookup(call)
         if found.entry is not None:
             return self._serve_hit(call, found), "hit_semantic"
-        return await self._miss(call, self._join(call, _known(found.vector)))
+        return await self._miss(call, self._explore(found, self._join(call, _known(found.vector))))
+
+    def _explore(self, found: Lookup, joined: Joined) -> Joined:
+        """An exploration's verdict waits for the answer this miss gets from the engine."""
+        if found.exploration is not None:
+            self.explorer.explore(found.exploration, joined.flight.result())
+        return joined
 
     async def _speculate(self, call: Call) -> tuple[Response, str]:
         """The engine starts on the request while the semantic lookup runs; a hit aborts it."""
@@ -235,7 +247,7 @@ class Pipeline:
             raise
         vector.set_result(found.vector)
         if found.entry is None:
-            return await self._miss(call, joined)
+            return await self._miss(call, self._explore(found, joined))
         started_by_us = joined.leader and not joined.flight.done
         self._leave(joined)  # the last subscriber leaving cancels the engine request
         if started_by_us:
@@ -249,15 +261,60 @@ class Pipeline:
         started = time.perf_counter()
         hits = await cache.search(call.key.partition, vector, self.top_k)
         self.metrics.search_seconds.observe(time.perf_counter() - started)
+        fresh = {h.entry.entry_id: h.entry for h in hits if call.control.fresh(h.entry)}
         candidates = [
             Candidate(h.entry.entry_id, h.entry.query_text, h.similarity)
             for h in hits
-            if call.control.fresh(h.entry)
+            if h.entry.entry_id in fresh
         ]
-        chosen = await self._verify(call, candidates) if candidates else None
+        if not candidates:
+            return Lookup(None, vector=vector)
+        online = call.tenant.policy.verify.online
+        if online.enabled:
+            return await self._online_lookup(call, candidates, fresh, vector)
+        chosen = await self._verify(call, candidates)
         if chosen is None:
             return Lookup(None, vector=vector)
         return Lookup(cache.touch(chosen.entry_id), "semantic", chosen.similarity, vector)
+
+    async def _online_lookup(
+        self, call: Call, candidates: list[Candidate], fresh: dict[int, Entry], vector: Vector
+    ) -> Lookup:
+        """Guards and verifier first (from `floor` up), then the learned boundary decides."""
+        config = call.tenant.policy.verify.online
+        decision = await self._decide(call, candidates, config.floor)
+        chosen = decision.candidate
+        if chosen is None:
+            return Lookup(None, vector=vector)
+        entry = fresh[chosen.entry_id]
+        if decision.reason != "identical":
+            action = self.explorer.decide(call.tenant.name, config, chosen.similarity, entry.exact)
+            if action == "miss":
+                return Lookup(None, vector=vector)
+            if action == "explore":
+                exploration = self._exploration(call, config, chosen, entry)
+                return Lookup(None, vector=vector, exploration=exploration)
+        touched = self.store.tenant(call.tenant.name).touch(chosen.entry_id)
+        return Lookup(touched, "semantic", chosen.similarity, vector)
+
+    def _exploration(
+        self, call: Call, config: OnlineVerifyPolicy, chosen: Candidate, entry: Entry
+    ) -> Exploration:
+        return Exploration(
+            tenant=call.tenant.name,
+            config=config,
+            similarity=chosen.similarity,
+            entry=entry.exact,
+            query=call.key.query_text,
+            cached_prompt=entry.query_text,
+            cached_answer=entry.answer,
+            model=call.request.model,
+        )
+
+    def _judge_for(self, config: OnlineVerifyPolicy) -> Judge:
+        if config.judge == "llm":
+            return LLMJudge(lambda body: self.upstream.post_json(PATHS["chat"], body))
+        return AnswerAgreementJudge(self.embedder.embed, config.min_agreement)
 
     async def _semantic(self, call: Call) -> bool:
         # A truncated embedding would match prompts that differ only past the cut: exact only.
@@ -284,16 +341,20 @@ class Pipeline:
         policy = call.tenant.policy
         target = policy.verify.shadow_target_error
         threshold = self.shadow.threshold(call.tenant.name, policy.threshold, target)
-        args = (call.key.query_text, candidates, threshold, policy.verify)
+        return (await self._decide(call, candidates, threshold)).candidate
+
+    async def _decide(self, call: Call, candidates: list[Candidate], threshold: float) -> Decision:
+        verify = call.tenant.policy.verify
+        args = (call.key.query_text, candidates, threshold, verify)
         started = time.perf_counter()
-        if policy.verify.verifier.enabled:  # a cross-encoder must not block the event loop
+        if verify.verifier.enabled:  # a cross-encoder must not block the event loop
             decision = await asyncio.to_thread(self.decider.decide, *args)
         else:
             decision = self.decider.decide(*args)
         self.metrics.verify_seconds.observe(time.perf_counter() - started)
         if decision.candidate is None and decision.reason != "below_threshold":
             self.metrics.rejected_candidates.labels(call.tenant.name, decision.reason).inc()
-        return decision.candidate
+        return decision
 
     def _serve_hit(self, call: Call, found: Lookup) -> Response:
         assert found.entry is not None

@@ -3,8 +3,10 @@ behind a backend: embedded (this process, optional snapshot) or redis (shared by
 
 from cache_proxy.store.backend import (
     CacheBackend,
+    ExplorationLog,
     Lease,
     NoLease,
+    OnlineVerdict,
     SharedUnavailable,
     Verdict,
     VerdictLog,
@@ -20,8 +22,10 @@ __all__ = [
     "CacheSpace",
     "CacheStore",
     "Entry",
+    "ExplorationLog",
     "Lease",
     "NoLease",
+    "OnlineVerdict",
     "SharedUnavailable",
     "StoredEntry",
     "TenantCache",

@@ -12,6 +12,7 @@ after the local mirror shows them, so a replica always hits on what it just stor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cache_proxy.store.codec import StoredEntry
@@ -37,6 +38,30 @@ class VerdictLog(Protocol):
 
     async def recent_verdicts(self, tenant: str, keep: int) -> list[Verdict] | None:
         """Newest first; None when the shared tier did not answer."""
+        ...
+
+
+@dataclass(frozen=True)
+class OnlineVerdict:
+    """One judged exploration: the candidate's similarity, the verdict, the entry's exact key."""
+
+    similarity: float
+    correct: bool
+    entry: str
+
+
+class ExplorationLog(Protocol):
+    """Online verdicts of every replica of a tenant (cache_proxy/explore.py), kept with the
+    entries so they survive restarts and every replica learns from all of them."""
+
+    async def add_online_verdict(self, tenant: str, verdict: OnlineVerdict) -> None: ...
+
+    async def online_verdicts_after(
+        self, tenant: str, position: str
+    ) -> tuple[list[OnlineVerdict], str] | None:
+        """Verdicts after `position` ("" for all kept) written by other replicas (or by this
+        one before a restart), and the position to read on from; None when the shared tier
+        did not answer."""
         ...
 
 
@@ -85,6 +110,10 @@ class CacheBackend(Protocol):
 
     async def await_remote(self, tenant: str, exact: str) -> Entry | None:
         """The entry another replica's call stores, or None when it gave up or failed."""
+        ...
+
+    def exploration_log(self) -> ExplorationLog | None:
+        """Where online verdicts are shared; None for the embedded backend (this process)."""
         ...
 
     def verdict_log(self) -> VerdictLog | None:

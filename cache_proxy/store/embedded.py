@@ -113,6 +113,9 @@ class EmbeddedBackend:
     def verdict_log(self) -> None:
         return None
 
+    def exploration_log(self) -> None:
+        return None  # online verdicts stay in this process (lost on restart)
+
     async def start(self) -> None:
         if self._snapshot is not None:
             await self._load_snapshot(self._snapshot)

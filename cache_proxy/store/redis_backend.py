@@ -22,7 +22,13 @@ from typing import Any
 from cache_proxy.config import CacheSettings
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import redis_scripts
-from cache_proxy.store.backend import Lease, NoLease, SharedUnavailable, Verdict
+from cache_proxy.store.backend import (
+    Lease,
+    NoLease,
+    OnlineVerdict,
+    SharedUnavailable,
+    Verdict,
+)
 from cache_proxy.store.codec import StoredEntry
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.follower import ChangeLogFollower
@@ -33,6 +39,8 @@ from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 
 logger = logging.getLogger(__name__)
 TOUCH_FLUSH_S = 1.0  # hits reach Redis's LRU order in batches, off the hit path
+ONLINE_VERDICTS_KEPT = 20_000  # per tenant and space: the window the online boundary uses
+ONLINE_READ_BATCH = 1000
 LEASE_CHECK_S = 0.1  # how often a waiting replica checks that the leader is still alive
 SWEEP_LIMIT = 1000
 
@@ -211,6 +219,43 @@ class RedisBackend:
             verdicts.append((float(similarity), suspect == "1"))
         return verdicts
 
+    # ---- shared online verdicts ------------------------------------------------------------
+    def exploration_log(self) -> RedisBackend:
+        return self
+
+    async def add_online_verdict(self, tenant: str, verdict: OnlineVerdict) -> None:
+        fields: dict[Any, Any] = {  # redis-py's own type for stream fields is invariant
+            "s": f"{verdict.similarity:.6f}",
+            "ok": int(verdict.correct),
+            "e": verdict.entry,
+            "r": self.replica_id,
+        }
+        key = self.keys(tenant).online
+        with contextlib.suppress(SharedUnavailable):
+            await self._tier.call(
+                "online",
+                lambda r: r.xadd(key, fields, maxlen=ONLINE_VERDICTS_KEPT, approximate=True),
+            )
+
+    async def online_verdicts_after(
+        self, tenant: str, position: str
+    ) -> tuple[list[OnlineVerdict], str] | None:
+        key, start = self.keys(tenant).online, f"({position}" if position else "-"
+        try:
+            raw: Any = await self._tier.call(
+                "online", lambda r: r.xrange(key, start, "+", count=ONLINE_READ_BATCH)
+            )
+        except SharedUnavailable:
+            return None
+        verdicts = []
+        for event_id, fields in raw:
+            position = event_id.decode()
+            if fields.get(b"r", b"").decode() == self.replica_id:
+                continue  # this replica counted it when it judged
+            with contextlib.suppress(KeyError, ValueError):  # one bad event, not the batch
+                verdicts.append(_online_verdict(fields))
+        return verdicts, position
+
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         for job in (self.follower.run, self._flush_touches_forever, self._sweep_forever):
@@ -308,3 +353,11 @@ class RedisLease:
             await self._renewal
         with contextlib.suppress(SharedUnavailable):
             await self._backend._run("lease", "RELEASE", [self._key], [self._backend.replica_id])
+
+
+def _online_verdict(fields: dict[bytes, bytes]) -> OnlineVerdict:
+    return OnlineVerdict(
+        similarity=float(fields[b"s"]),
+        correct=fields[b"ok"] == b"1",
+        entry=fields[b"e"].decode(),
+    )

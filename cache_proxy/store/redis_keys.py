@@ -8,6 +8,7 @@
     <prefix>{<tenant>}:s:<space>:exp         entry keys by expiry (sorted set)
     <prefix>{<tenant>}:s:<space>:lease:<exact>   cross-replica single flight
     <prefix>{<tenant>}:s:<space>:shadow      shadow verdicts shared by replicas (list)
+    <prefix>{<tenant>}:s:<space>:online      online verdicts of explorations (Stream, capped)
 
 Beside them, `<prefix>space:<space>` holds what a space id stands for (embedder digest and
 dimension, engine revision, quantization, chat template digest), JSON, for operators.
@@ -54,6 +55,10 @@ class TenantKeys:
     @property
     def shadow(self) -> str:
         return self.space_base + "shadow"
+
+    @property
+    def online(self) -> str:
+        return self.space_base + "online"
 
     @property
     def lru(self) -> str:

@@ -73,6 +73,22 @@ class TenantBoundary:
         index = self._bin(value)
         (self._correct if correct else self._wrong)[index] += 1
 
+    def forget(self, value: float, correct: bool) -> None:
+        """Uncount a verdict that left the window (`add` of the same value before)."""
+        counts = self._correct if correct else self._wrong
+        index = self._bin(value)
+        counts[index] = max(0, counts[index] - 1)
+
+    def reconfigure(self, settings: OnlineSettings) -> None:
+        """New bound or minimum: the same counts, another boundary (O(bins))."""
+        if settings != self.settings:
+            self.settings = settings
+            self.refresh()
+
+    @property
+    def verdicts(self) -> int:
+        return sum(self._correct) + sum(self._wrong)
+
     def refresh(self) -> None:
         self.boundary = self._lowest_safe()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -33,6 +35,30 @@ class VerifierPolicy(BaseModel):
     accept_above: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+class OnlineVerifyPolicy(BaseModel):
+    """Hits verified online (cache_proxy/explore.py, verify/online.py): the serve boundary is
+    learned from judged explorations instead of being the static `threshold`.
+
+    A candidate (after guards and verifier) at or above the learned boundary is served; below
+    it but at or above `floor` it is *explored*: the client gets the engine's fresh answer (a
+    miss) and a judge compares it with the cached answer off the hit path. The boundary is the
+    lowest similarity whose judged tail has a 95% upper bound of wrong verdicts at most
+    `max_error`; until `min_verdicts` support one, only identical prompts are served.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    max_error: float = Field(default=0.01, gt=0.0, lt=0.5)
+    floor: float = Field(default=0.75, ge=0.0, le=1.0)  # below: a plain miss, never explored
+    min_verdicts: int = Field(default=30, ge=1)
+    audit_rate: float = Field(default=0.05, ge=0.0, le=1.0)  # share of would-be hits explored
+    # answer_agreement: the two answers' embedding cosine >= min_agreement (no engine call);
+    # llm: the engine itself is asked whether the cached answer answers the new prompt.
+    judge: Literal["answer_agreement", "llm"] = "answer_agreement"
+    min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
 class VerifyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,3 +73,4 @@ class VerifyPolicy(BaseModel):
     # Set: the proxy raises this tenant's threshold by itself when shadow verdicts show more
     # suspect hits than this among those served (never below `threshold`; cache_proxy/shadow.py).
     shadow_target_error: float | None = Field(default=None, gt=0.0, lt=1.0)
+    online: OnlineVerifyPolicy = OnlineVerifyPolicy()

@@ -273,3 +273,37 @@ async def test_tls_and_a_password_in_the_url(replica, tmp_path: Path) -> None:  
             assert not await put(refused, "acme", entry(2))
     finally:
         server.stop()
+
+
+async def test_online_verdicts_are_shared_and_outlive_a_restart(replica) -> None:  # type: ignore[no-untyped-def]
+    from cache_proxy.explore import Explorer
+    from cache_proxy.store import OnlineVerdict
+    from cache_proxy.verify.policy import OnlineVerifyPolicy
+
+    def judge_for(config: OnlineVerifyPolicy) -> None:
+        raise AssertionError("no judging here")
+
+    config = OnlineVerifyPolicy(enabled=True, max_error=0.05)
+    tenants = [("acme", config)]
+    async with replica() as a, replica() as b:
+        seen_by_a, seen_by_b = (Explorer(judge_for, Metrics()) for _ in range(2))  # type: ignore[arg-type]
+        seen_by_a.share_through(a, lambda: [])
+        seen_by_b.share_through(b, lambda: [])
+        for i in range(100):  # replica A's explorations: right at 0.85
+            await seen_by_a.add_verdict("acme", OnlineVerdict(0.85, True, f"e{i}"), config)
+        assert seen_by_b.report("acme", config)["boundary"] == 1.0
+        await seen_by_b.follow_shared(tenants)
+        assert seen_by_b.report("acme", config)["verdicts_in_window"] == 100
+        assert seen_by_b.report("acme", config)["boundary"] == 0.85
+        await seen_by_a.follow_shared(tenants)  # its own verdicts are not counted twice
+        assert seen_by_a.report("acme", config)["verdicts_in_window"] == 100
+        await seen_by_b.follow_shared([("globex", config)])
+        assert seen_by_b.report("globex", config)["verdicts_in_window"] == 0
+        for explorer in (seen_by_a, seen_by_b):
+            await explorer.aclose()
+    async with replica() as restarted:
+        fresh = Explorer(judge_for, Metrics())  # type: ignore[arg-type]
+        fresh.share_through(restarted, lambda: [])
+        await fresh.follow_shared(tenants)
+        assert fresh.report("acme", config)["verdicts_in_window"] == 100
+        await fresh.aclose()

@@ -3,7 +3,8 @@
 The last user turn steers it: `[[500]]`, `[[503]]`, `[[400]]` answer with that status,
 `[[cut]]` ends the stream before [DONE] (a JSON answer: half its body), `[[nofinish]]` omits
 finish_reason,
-`[[midstream-error]]` sends an error event, `[[slow:S]]` waits S seconds per chunk.
+`[[midstream-error]]` sends an error event, `[[slow:S]]` waits S seconds per chunk,
+`[[reply:WORD]]` answers WORD alone (anywhere in the prompt: a judge's prompt quotes it).
 Every completion call is counted, so tests can prove the engine was (not) called, and the end
 of every stream is recorded, so a test can wait for one to be over and see how it ended.
 """
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 _SLOW = re.compile(r"\[\[slow:([0-9.]+)\]\]")
+_REPLY = re.compile(r"\[\[reply:(\w+)\]\]")
 
 
 class ScriptedUpstream:
@@ -74,7 +76,8 @@ class ScriptedUpstream:
             if f"[[{status}]]" in prompt:
                 error = {"message": f"scripted {status}", "type": "BadRequestError", "code": status}
                 return JSONResponse({"error": error, "object": "error"}, status_code=status)
-        text = f"Answer {self.completions_called}: {prompt}"
+        reply = _REPLY.search(prompt)
+        text = reply.group(1) if reply else f"Answer {self.completions_called}: {prompt}"
         if body.get("stream"):
             return StreamingResponse(
                 self._stream(endpoint, body, prompt, text), media_type="text/event-stream"

@@ -1,0 +1,258 @@
+"""Hits verified online, in the proxy: the policy of verify/online.py fed by judged explorations.
+
+On the hit path (`decide`) the work is a few dictionary lookups and comparisons: the boundary
+is kept up to date by the verdicts, not computed per request. An exploration is a miss for the
+client (the engine's fresh answer); once that answer is complete, a judge (verify/judges.py)
+compares it with the cached answer in a background task, at most MAX_JUDGES_IN_FLIGHT at once
+(beyond that the verdict is skipped, never the request delayed), and the verdict updates the
+tenant's counts and the entry's own evidence.
+
+State per tenant: the counts of the last VERDICTS_KEPT verdicts by similarity (a window, so
+the boundary follows drifting traffic) and the evidence of up to ENTRIES_KEPT entries, keyed by
+the entry's exact key (stable across replicas and restarts). With the Redis backend every
+verdict is also written to the tenant's capped stream, and each replica reads the others' (and,
+after a restart, its own earlier ones) every SHARED_REFRESH_S: the boundary is learned from
+the whole deployment's traffic and survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cache_proxy.metrics import Metrics
+from cache_proxy.store import Answer, ExplorationLog, OnlineVerdict
+from cache_proxy.verify.judges import Judge, JudgeCase
+from cache_proxy.verify.online import Action, EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_proxy.verify.policy import OnlineVerifyPolicy
+
+logger = logging.getLogger(__name__)
+VERDICTS_KEPT = 20_000
+ENTRIES_KEPT = 50_000
+MAX_JUDGES_IN_FLIGHT = 4  # the engine's spare capacity is for real traffic
+SHARED_REFRESH_S = 2.0
+JudgeFor = Callable[[OnlineVerifyPolicy], Judge]
+
+
+def online_settings(config: OnlineVerifyPolicy) -> OnlineSettings:
+    return OnlineSettings(
+        max_error=config.max_error,
+        floor=config.floor,
+        min_verdicts=config.min_verdicts,
+        audit_rate=config.audit_rate,
+    )
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """A candidate sent to the engine instead of served; judged once the fresh answer is in."""
+
+    tenant: str
+    config: OnlineVerifyPolicy
+    similarity: float
+    entry: str  # the cached entry's exact key
+    query: str
+    cached_prompt: str
+    cached_answer: Answer
+    model: str
+
+
+class TenantEvidence:
+    """One tenant's verdict window, boundary and per-entry evidence."""
+
+    def __init__(self, settings: OnlineSettings) -> None:
+        self.policy = OnlinePolicy(settings)
+        self._window: deque[OnlineVerdict] = deque()
+        self._entries: OrderedDict[str, EntryEvidence] = OrderedDict()
+
+    @property
+    def boundary(self) -> float:
+        return self.policy.tenant.boundary
+
+    @property
+    def verdicts(self) -> int:
+        return len(self._window)
+
+    def reconfigure(self, settings: OnlineSettings) -> None:
+        self.policy.settings = settings
+        self.policy.tenant.reconfigure(settings)
+
+    def decide(self, similarity: float, entry: str, draw: float) -> Action:
+        evidence = self._entries.get(entry) or _NO_EVIDENCE
+        return self.policy.decide(similarity, evidence, draw)
+
+    def record(self, verdict: OnlineVerdict) -> None:
+        boundary = self.policy.tenant
+        self._window.append(verdict)
+        if len(self._window) > VERDICTS_KEPT:
+            old = self._window.popleft()
+            boundary.forget(old.similarity, old.correct)
+        boundary.record(verdict.similarity, verdict.correct)
+        evidence = self._entries.setdefault(verdict.entry, EntryEvidence())
+        self._entries.move_to_end(verdict.entry)
+        evidence.record(verdict.similarity, verdict.correct)
+        if len(self._entries) > ENTRIES_KEPT:
+            self._entries.popitem(last=False)
+
+
+_NO_EVIDENCE = EntryEvidence()  # read only: `decide` never records into it
+
+
+class Explorer:
+    def __init__(self, judge_for: JudgeFor, metrics: Metrics, seed: int | None = None) -> None:
+        self._judge_for = judge_for
+        self._metrics = metrics
+        self._draws = random.Random(seed)
+        self._tenants: dict[str, TenantEvidence] = {}
+        self._tallies: dict[str, Counter[str]] = {}
+        self._judging = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shared: ExplorationLog | None = None
+        self._positions: dict[str, str] = {}
+
+    # ---- the hit path ------------------------------------------------------------------------
+    def decide(
+        self, tenant: str, config: OnlineVerifyPolicy, similarity: float, entry: str
+    ) -> Action:
+        state = self._state(tenant, online_settings(config))
+        action = state.decide(similarity, entry, self._draws.random())
+        self._metrics.online_decisions.labels(tenant, action).inc()
+        return action
+
+    def _state(self, tenant: str, settings: OnlineSettings) -> TenantEvidence:
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = TenantEvidence(settings)
+        elif state.policy.settings != settings:  # a config reload: same counts, new bound
+            state.reconfigure(settings)
+        return state
+
+    # ---- off the hit path -----------------------------------------------------------------
+    def explore(self, exploration: Exploration, fresh: Awaitable[Answer]) -> None:
+        """Judges `exploration` once `fresh` (the engine's answer to the client) is in."""
+        self._spawn(self._judge(exploration, fresh))
+
+    async def _judge(self, exploration: Exploration, fresh: Awaitable[Answer]) -> None:
+        tenant = exploration.tenant
+        try:
+            answer = await fresh
+        except Exception:  # the engine failed or every client left: nothing to compare
+            self._count(tenant, "no_answer")
+            return
+        if not answer.complete:
+            self._count(tenant, "no_answer")
+            return
+        if self._judging >= MAX_JUDGES_IN_FLIGHT:
+            self._count(tenant, "skipped_busy")
+            return
+        self._judging += 1
+        try:
+            verdict = await self._judge_for(exploration.config).judge(_case(exploration, answer))
+        except Exception as exc:  # a judge's failure is no verdict, never the client's problem
+            logger.debug("online judge failed: %s", type(exc).__name__)
+            self._count(tenant, "failed")
+            return
+        finally:
+            self._judging -= 1
+        if verdict is None:
+            self._count(tenant, "abstained")
+            return
+        self._count(tenant, "correct" if verdict else "wrong")
+        judged = OnlineVerdict(exploration.similarity, verdict, exploration.entry)
+        await self.add_verdict(tenant, judged, exploration.config)
+
+    async def add_verdict(
+        self, tenant: str, verdict: OnlineVerdict, config: OnlineVerifyPolicy
+    ) -> None:
+        """A verdict of this replica: counted here, and written for the others."""
+        self.record(tenant, verdict, config)
+        if self._shared is not None:
+            await self._shared.add_online_verdict(tenant, verdict)
+
+    def record(self, tenant: str, verdict: OnlineVerdict, config: OnlineVerifyPolicy) -> None:
+        state = self._state(tenant, online_settings(config))
+        state.record(verdict)
+        self._metrics.online_boundary.labels(tenant).set(state.boundary)
+
+    # ---- shared through Redis ------------------------------------------------------------
+    def share_through(
+        self, log: ExplorationLog, tenants: Callable[[], Sequence[tuple[str, OnlineVerifyPolicy]]]
+    ) -> None:
+        """`tenants`: the online-enabled tenants and their config, read at every refresh."""
+        self._shared = log
+        self._spawn(self._follow_forever(tenants), _FOLLOWER)
+
+    async def follow_shared(self, tenants: Sequence[tuple[str, OnlineVerifyPolicy]]) -> None:
+        """Reads every verdict the other replicas wrote since the last call (all kept, first)."""
+        if self._shared is None:
+            return
+        for tenant, config in tenants:
+            while True:
+                read = await self._shared.online_verdicts_after(
+                    tenant, self._positions.get(tenant, "")
+                )
+                if read is None or read[1] == self._positions.get(tenant, ""):
+                    break
+                verdicts, self._positions[tenant] = read
+                for verdict in verdicts:
+                    self.record(tenant, verdict, config)
+
+    async def _follow_forever(
+        self, tenants: Callable[[], Sequence[tuple[str, OnlineVerifyPolicy]]]
+    ) -> None:
+        while True:
+            try:
+                await self.follow_shared(tenants())
+            except Exception as exc:  # keep following; the next round reads on from here
+                logger.warning("reading shared online verdicts failed: %s", type(exc).__name__)
+            await asyncio.sleep(SHARED_REFRESH_S)
+
+    # ---- reports and lifecycle ------------------------------------------------------------
+    def report(self, tenant: str, config: OnlineVerifyPolicy) -> dict[str, Any]:
+        state = self._tenants.get(tenant)
+        return {
+            "enabled": config.enabled,
+            "max_error": config.max_error,
+            "judge": config.judge,
+            "boundary": state.boundary if state is not None else 1.0,
+            "verdicts_in_window": state.verdicts if state is not None else 0,
+            "outcomes": dict(self._tallies.get(tenant, Counter())),
+        }
+
+    def _count(self, tenant: str, outcome: str) -> None:
+        self._tallies.setdefault(tenant, Counter())[outcome] += 1
+        self._metrics.online_verdicts.labels(tenant, outcome).inc()
+
+    def _spawn(self, job: Any, name: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(job, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        """Until every judgement in flight is done (tests; the follower keeps running)."""
+        while judging := [t for t in self._tasks if t.get_name() != _FOLLOWER]:
+            await asyncio.gather(*judging, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_FOLLOWER = "online-follower"
+
+
+def _case(exploration: Exploration, fresh: Answer) -> JudgeCase:
+    return JudgeCase(
+        query=exploration.query,
+        cached_prompt=exploration.cached_prompt,
+        cached_answer=exploration.cached_answer.content,
+        fresh_answer=fresh.content,
+        model=exploration.model,
+    )

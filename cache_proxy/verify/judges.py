@@ -1,0 +1,106 @@
+"""Judges: was the cached answer right for the new prompt? One protocol, two kinds.
+
+An exploration (cache_proxy/explore.py) has both answers: the cached one, and the engine's
+fresh answer to the new prompt, which the client got. A judge returns True (the cached answer
+would have been right), False (wrong) or None (no verdict: the judge failed or could not tell;
+nothing is learned). Judges run off the hit path, in the explorer's bounded background tasks.
+
+- `AnswerAgreementJudge`: the two answers embedded with the cache's own model; cosine at or
+  above `min_agreement` is "right". Costs two embeddings, no engine call. Blind to answers
+  that say the same words about different things (a year, a name): pair it with the guards.
+- `LLMJudge`: the engine is asked, greedily and briefly, whether the cached answer answers the
+  new prompt, with the fresh answer as the reference. On a real instruction-tuned model this
+  is the strong judge; on the tiny CPU test model its answer is noise, and it only shows the
+  plumbing. An answer that is neither yes nor no is no verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+Embed = Callable[[str], Awaitable[Vector]]
+AskEngine = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+JUDGE_MAX_TOKENS = 3
+_ANSWER_CHARS = 2000  # of each answer shown to the LLM judge: bounded prompt, bounded cost
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class JudgeCase:
+    query: str  # the new prompt (its last user turn)
+    cached_prompt: str
+    cached_answer: str
+    fresh_answer: str
+    model: str  # the model the request named: the LLM judge asks the same one
+
+
+class Judge(Protocol):
+    kind: str
+
+    async def judge(self, case: JudgeCase) -> bool | None: ...
+
+
+class AnswerAgreementJudge:
+    kind = "answer_agreement"
+
+    def __init__(self, embed: Embed, min_agreement: float) -> None:
+        self._embed = embed
+        self.min_agreement = min_agreement
+
+    async def judge(self, case: JudgeCase) -> bool | None:
+        cached, fresh = case.cached_answer.strip(), case.fresh_answer.strip()
+        if cached == fresh:
+            return True
+        first = await self._embed(cached)
+        second = await self._embed(fresh)
+        return float(np.dot(first, second)) >= self.min_agreement
+
+
+def judge_prompt(case: JudgeCase) -> str:
+    return (
+        "You check a cache of answers. Decide whether the cached answer is a correct and "
+        "complete answer to the question. The reference answer was written for this exact "
+        "question.\n\n"
+        f"Question: {case.query}\n\n"
+        f"Cached answer: {case.cached_answer[:_ANSWER_CHARS]}\n\n"
+        f"Reference answer: {case.fresh_answer[:_ANSWER_CHARS]}\n\n"
+        "Does the cached answer answer the question? Reply with one word: yes or no."
+    )
+
+
+def parse_verdict(text: str) -> bool | None:
+    found = _YES_NO.match(text)
+    return None if found is None else found.group(1).lower() == "yes"
+
+
+class LLMJudge:
+    kind = "llm"
+
+    def __init__(self, ask_engine: AskEngine) -> None:
+        self._ask = ask_engine
+
+    async def judge(self, case: JudgeCase) -> bool | None:
+        body = {
+            "model": case.model,
+            "messages": [{"role": "user", "content": judge_prompt(case)}],
+            "temperature": 0.0,
+            "max_tokens": JUDGE_MAX_TOKENS,
+            "stream": False,
+        }
+        answer = await self._ask(body)
+        return parse_verdict(_first_message(answer))
+
+
+def _first_message(answer: dict[str, Any]) -> str:
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return content if isinstance(content, str) else ""
