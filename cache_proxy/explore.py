@@ -18,6 +18,7 @@ the whole deployment's traffic and survives restarts.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections import Counter, OrderedDict, deque
@@ -25,10 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import Answer, ExplorationLog, OnlineVerdict
 from cache_proxy.verify.judges import Judge, JudgeCase
-from cache_proxy.verify.online import Action, EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_proxy.verify.online import Action, EntryEvidence, OnlineSettings, TenantBoundary
+from cache_proxy.verify.online_score import LogisticScorer, Matrix, fit_scorer
 from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ VERDICTS_KEPT = 20_000
 ENTRIES_KEPT = 50_000
 MAX_JUDGES_IN_FLIGHT = 4  # the engine's spare capacity is for real traffic
 SHARED_REFRESH_S = 2.0
+REFIT_EVERY = 200  # verdicts between refits of the learned score
 JudgeFor = Callable[[OnlineVerifyPolicy], Judge]
 
 
@@ -55,6 +60,7 @@ class Exploration:
     tenant: str
     config: OnlineVerifyPolicy
     similarity: float
+    margin: float  # to the runner-up candidate
     entry: str  # the cached entry's exact key
     query: str
     cached_prompt: str
@@ -62,42 +68,98 @@ class Exploration:
     model: str
 
 
+@dataclass
+class _Judged:
+    seq: int
+    verdict: OnlineVerdict
+    score: float  # what it was counted at in the boundary (to uncount it exactly)
+
+
 class TenantEvidence:
-    """One tenant's verdict window, boundary and per-entry evidence."""
+    """One tenant's verdict window, learned score, boundary and per-entry evidence.
+
+    The boundary is on a score: P(right | similarity, margin to the runner-up candidate), a
+    logistic regression refitted every REFIT_EVERY verdicts (in a thread, `fit_scorer`), with
+    the boundary rebuilt from out-of-fold scores. Before the first fit the score is the
+    similarity itself. A margin says how much nearer the chosen entry is than the next one: a
+    query between two cached prompts is ambiguous even at a high similarity.
+    """
 
     def __init__(self, settings: OnlineSettings) -> None:
-        self.policy = OnlinePolicy(settings)
-        self._window: deque[OnlineVerdict] = deque()
+        self.settings = settings
+        self.scorer = LogisticScorer()
+        self.tenant = TenantBoundary(settings)
+        self._window: deque[_Judged] = deque()
         self._entries: OrderedDict[str, EntryEvidence] = OrderedDict()
+        self._seq = itertools.count()
+        self.since_fit = 0
+        self.fitting = False
 
     @property
     def boundary(self) -> float:
-        return self.policy.tenant.boundary
+        return self.tenant.boundary
 
     @property
     def verdicts(self) -> int:
         return len(self._window)
 
     def reconfigure(self, settings: OnlineSettings) -> None:
-        self.policy.settings = settings
-        self.policy.tenant.reconfigure(settings)
+        self.settings = settings
+        self.tenant.reconfigure(settings)
 
-    def decide(self, similarity: float, entry: str, draw: float) -> Action:
+    def score(self, similarity: float, margin: float) -> float:
+        if not self.scorer.fitted:
+            return similarity
+        return float(self.scorer.score(np.array([[similarity, margin]]))[0])
+
+    def decide(self, similarity: float, margin: float, entry: str, draw: float) -> Action:
+        if similarity < self.settings.floor:
+            return "miss"
         evidence = self._entries.get(entry) or _NO_EVIDENCE
-        return self.policy.decide(similarity, evidence, draw)
+        if self.score(similarity, margin) >= self.boundary and (
+            similarity > evidence.highest_wrong()
+        ):
+            return "explore" if draw < self.settings.audit_rate else "serve"
+        return "explore"
 
     def record(self, verdict: OnlineVerdict) -> None:
-        boundary = self.policy.tenant
-        self._window.append(verdict)
+        judged = _Judged(next(self._seq), verdict, self.score(verdict.similarity, verdict.margin))
+        self._window.append(judged)
         if len(self._window) > VERDICTS_KEPT:
             old = self._window.popleft()
-            boundary.forget(old.similarity, old.correct)
-        boundary.record(verdict.similarity, verdict.correct)
+            self.tenant.forget(old.score, old.verdict.correct)
+        self.tenant.record(judged.score, verdict.correct)
+        self.since_fit += 1
         evidence = self._entries.setdefault(verdict.entry, EntryEvidence())
         self._entries.move_to_end(verdict.entry)
         evidence.record(verdict.similarity, verdict.correct)
         if len(self._entries) > ENTRIES_KEPT:
             self._entries.popitem(last=False)
+
+    def refit_due(self) -> bool:
+        if self.fitting or self.since_fit < REFIT_EVERY:
+            return False
+        right = sum(j.verdict.correct for j in self._window)
+        return 0 < right < len(self._window)
+
+    def training_data(self) -> tuple[list[int], Matrix, Matrix]:
+        """A copy of the window (sequence numbers, rows, labels) for `fit_scorer`."""
+        window = list(self._window)
+        rows = np.array([[j.verdict.similarity, j.verdict.margin] for j in window])
+        labels = np.array([float(j.verdict.correct) for j in window])
+        return [j.seq for j in window], rows, labels
+
+    def install(self, scorer: LogisticScorer, seqs: list[int], out_of_fold: Matrix) -> None:
+        """The fitted scorer, and the boundary rebuilt from the fit's out-of-fold scores (for
+        verdicts that arrived during the fit, the new scorer's)."""
+        self.scorer, self.since_fit = scorer, 0
+        fitted = dict(zip(seqs, out_of_fold.tolist(), strict=True))
+        self.tenant = TenantBoundary(self.settings)
+        for judged in self._window:
+            verdict = judged.verdict
+            judged.score = fitted.get(judged.seq, self.score(verdict.similarity, verdict.margin))
+            self.tenant.add(judged.score, verdict.correct)
+        self.tenant.refresh()
 
 
 _NO_EVIDENCE = EntryEvidence()  # read only: `decide` never records into it
@@ -117,10 +179,10 @@ class Explorer:
 
     # ---- the hit path ------------------------------------------------------------------------
     def decide(
-        self, tenant: str, config: OnlineVerifyPolicy, similarity: float, entry: str
+        self, tenant: str, config: OnlineVerifyPolicy, similarity: float, margin: float, entry: str
     ) -> Action:
         state = self._state(tenant, online_settings(config))
-        action = state.decide(similarity, entry, self._draws.random())
+        action = state.decide(similarity, margin, entry, self._draws.random())
         self._metrics.online_decisions.labels(tenant, action).inc()
         return action
 
@@ -128,7 +190,7 @@ class Explorer:
         state = self._tenants.get(tenant)
         if state is None:
             state = self._tenants[tenant] = TenantEvidence(settings)
-        elif state.policy.settings != settings:  # a config reload: same counts, new bound
+        elif state.settings != settings:  # a config reload: same counts, new bound
             state.reconfigure(settings)
         return state
 
@@ -163,7 +225,9 @@ class Explorer:
             self._count(tenant, "abstained")
             return
         self._count(tenant, "correct" if verdict else "wrong")
-        judged = OnlineVerdict(exploration.similarity, verdict, exploration.entry)
+        judged = OnlineVerdict(
+            exploration.similarity, verdict, exploration.entry, exploration.margin
+        )
         await self.add_verdict(tenant, judged, exploration.config)
 
     async def add_verdict(
@@ -178,6 +242,18 @@ class Explorer:
         state = self._state(tenant, online_settings(config))
         state.record(verdict)
         self._metrics.online_boundary.labels(tenant).set(state.boundary)
+        if state.refit_due():
+            state.fitting = True
+            self._spawn(self._refit(tenant, state))
+
+    async def _refit(self, tenant: str, state: TenantEvidence) -> None:
+        try:
+            seqs, rows, labels = state.training_data()
+            scorer, out_of_fold = await asyncio.to_thread(fit_scorer, rows, labels)
+            state.install(scorer, seqs, out_of_fold)
+            self._metrics.online_boundary.labels(tenant).set(state.boundary)
+        finally:
+            state.fitting = False
 
     # ---- shared through Redis ------------------------------------------------------------
     def share_through(

@@ -112,6 +112,11 @@ def _known(vector: Vector | None) -> asyncio.Future[Vector | None]:
     return future
 
 
+def _runner_up(candidates: list[Candidate], chosen: Candidate) -> float:
+    """The best similarity of another entry (0.0 when there is none)."""
+    return max((c.similarity for c in candidates if c is not chosen), default=0.0)
+
+
 @dataclass(frozen=True)
 class Call:
     """One validated request of one tenant."""
@@ -287,23 +292,26 @@ class Pipeline:
         if chosen is None:
             return Lookup(None, vector=vector)
         entry = fresh[chosen.entry_id]
+        margin = chosen.similarity - _runner_up(candidates, chosen)
         if decision.reason != "identical":
-            action = self.explorer.decide(call.tenant.name, config, chosen.similarity, entry.exact)
+            tenant = call.tenant.name
+            action = self.explorer.decide(tenant, config, chosen.similarity, margin, entry.exact)
             if action == "miss":
                 return Lookup(None, vector=vector)
             if action == "explore":
-                exploration = self._exploration(call, config, chosen, entry)
+                exploration = self._exploration(call, config, chosen, margin, entry)
                 return Lookup(None, vector=vector, exploration=exploration)
         touched = self.store.tenant(call.tenant.name).touch(chosen.entry_id)
         return Lookup(touched, "semantic", chosen.similarity, vector)
 
     def _exploration(
-        self, call: Call, config: OnlineVerifyPolicy, chosen: Candidate, entry: Entry
+        self, call: Call, config: OnlineVerifyPolicy, chosen: Candidate, margin: float, entry: Entry
     ) -> Exploration:
         return Exploration(
             tenant=call.tenant.name,
             config=config,
             similarity=chosen.similarity,
+            margin=margin,
             entry=entry.exact,
             query=call.key.query_text,
             cached_prompt=entry.query_text,

@@ -175,9 +175,16 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="unlabelled pairs: a wrong verdict (conservative) or none (labelled)",
     )  # fmt: skip
     online.add_argument(
-        "--scorer", choices=["similarity", "learned", "verifier"], default="similarity",
-        help="the boundary on cosine, on a score learned online from the pair features, or "
-        "on a trained verifier's score (--verifier) recalibrated online",
+        "--scorer", choices=["similarity", "margin", "learned", "verifier"],
+        default="similarity",
+        help="the boundary on cosine; on a score learned online from the similarity and the "
+        "margin to the runner-up candidate (what the proxy does); from the pair features and "
+        "the margin; or from a trained verifier's score (--verifier) and the margin",
+    )  # fmt: skip
+    online.add_argument(
+        "--warm-split", choices=["train", "calib", "test"],
+        help="learn on this part first (its own cache), then report --split only: traffic "
+        "the policy never saw",
     )  # fmt: skip
     online.add_argument("--verifier", help="--scorer verifier: the verifier directory")
     parser.add_argument("--top-k", type=int, default=4)

@@ -43,11 +43,13 @@ class VerdictLog(Protocol):
 
 @dataclass(frozen=True)
 class OnlineVerdict:
-    """One judged exploration: the candidate's similarity, the verdict, the entry's exact key."""
+    """One judged exploration: the candidate's similarity, the verdict, the entry's exact key,
+    and how far the runner-up candidate was behind."""
 
     similarity: float
     correct: bool
     entry: str
+    margin: float = 1.0  # similarity minus the runner-up candidate's
 
 
 class ExplorationLog(Protocol):

@@ -226,6 +226,7 @@ class RedisBackend:
     async def add_online_verdict(self, tenant: str, verdict: OnlineVerdict) -> None:
         fields: dict[Any, Any] = {  # redis-py's own type for stream fields is invariant
             "s": f"{verdict.similarity:.6f}",
+            "m": f"{verdict.margin:.6f}",
             "ok": int(verdict.correct),
             "e": verdict.entry,
             "r": self.replica_id,
@@ -360,4 +361,5 @@ def _online_verdict(fields: dict[bytes, bytes]) -> OnlineVerdict:
         similarity=float(fields[b"s"]),
         correct=fields[b"ok"] == b"1",
         entry=fields[b"e"].decode(),
+        margin=float(fields.get(b"m", b"1.0")),
     )

@@ -105,18 +105,33 @@ class ScoredOnlinePolicy:
     def _refit(self) -> None:
         rows = np.asarray(self._rows, dtype=np.float64)
         labels = np.asarray(self._labels, dtype=np.float64)
-        self.scorer.fit(rows, labels)
-        out_of_fold = np.empty(len(labels))
-        folds = np.arange(len(labels)) % 2
-        for fold in (0, 1):
-            train, held = folds != fold, folds == fold
-            if 0 < labels[train].sum() < train.sum():
-                model = LogisticScorer()
-                model.fit(rows[train], labels[train])
-                out_of_fold[held] = model.score(rows[held])
-            else:
-                out_of_fold[held] = self.scorer.score(rows[held])
-        self.tenant = TenantBoundary(self.settings)
-        for value, label in zip(out_of_fold, labels, strict=True):
-            self.tenant.add(float(value), bool(label))
-        self.tenant.refresh()
+        self.scorer, out_of_fold = fit_scorer(rows, labels)
+        self.tenant = boundary_from(out_of_fold, labels, self.settings)
+
+
+def fit_scorer(rows: Matrix, labels: npt.NDArray[np.float64]) -> tuple[LogisticScorer, Matrix]:
+    """The scorer fitted on every verdict, and each verdict's out-of-fold score (two folds by
+    index: scored by the model fitted without it). Pure: the proxy runs it in a thread."""
+    scorer = LogisticScorer()
+    scorer.fit(rows, labels)
+    out_of_fold = np.empty(len(labels))
+    folds = np.arange(len(labels)) % 2
+    for fold in (0, 1):
+        train, held = folds != fold, folds == fold
+        if 0 < labels[train].sum() < train.sum():
+            model = LogisticScorer()
+            model.fit(rows[train], labels[train])
+            out_of_fold[held] = model.score(rows[held])
+        else:
+            out_of_fold[held] = scorer.score(rows[held])
+    return scorer, out_of_fold
+
+
+def boundary_from(
+    scores: Matrix, labels: npt.NDArray[np.float64], settings: OnlineSettings
+) -> TenantBoundary:
+    boundary = TenantBoundary(settings)
+    for value, label in zip(scores, labels, strict=True):
+        boundary.add(float(value), bool(label))
+    boundary.refresh()
+    return boundary

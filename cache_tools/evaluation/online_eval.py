@@ -76,19 +76,24 @@ class Stream:
     entries: list[int]
     texts: list[str]
     similarities: list[float]
+    runner_up: list[float]  # the second candidate's similarity (0.0 when there is none)
+
+    def margin(self, row: int) -> float:
+        return self.similarities[row] - self.runner_up[row]
 
 
 def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int) -> Stream:
     cache, queries = cache_simulation_sides(pairs)
     random.Random(seed).shuffle(queries)
     in_cache = frozenset(cache)
-    found = search(table, cache, queries, 1)
-    entries, texts, sims = [], [], []
+    found = search(table, cache, queries, 2)
+    entries, texts, sims, runner_up = [], [], [], []
     for row in range(len(queries)):
-        best = found.candidates(row)[:1]
+        best = found.candidates(row)
         entries.append(best[0].entry_id if best else -1)
         texts.append(best[0].text if best else "")
         sims.append(best[0].similarity if best else -1.0)
+        runner_up.append(best[1].similarity if len(best) > 1 else 0.0)
     return Stream(
         queries=queries,
         exact=[q in in_cache for q in queries],
@@ -96,6 +101,7 @@ def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int
         entries=entries,
         texts=texts,
         similarities=sims,
+        runner_up=runner_up,
     )
 
 
@@ -110,15 +116,19 @@ class _CosinePolicy:
     def boundary(self) -> float:
         return self.policy.tenant.boundary
 
-    def step(self, query: str, cached: str, similarity: float, entry: EntryEvidence,
-             draw: float) -> tuple[Action, Callable[[bool], None]]:  # fmt: skip
+    def step(
+        self, stream: Stream, row: int, entry: EntryEvidence, draw: float
+    ) -> tuple[Action, Callable[[bool], None]]:
+        similarity = stream.similarities[row]
+
         def record(correct: bool) -> None:
             self.policy.record(similarity, correct, entry)
 
         return self.policy.decide(similarity, entry, draw), record
 
 
-Features = Callable[[str, str, float], list[float]]
+# (query, cached prompt, similarity, margin to the runner-up candidate) -> features
+Features = Callable[[str, str, float, float], list[float]]
 
 
 class _LearnedPolicy:
@@ -133,11 +143,14 @@ class _LearnedPolicy:
     def boundary(self) -> float:
         return self.policy.tenant.boundary
 
-    def step(self, query: str, cached: str, similarity: float, entry: EntryEvidence,
-             draw: float) -> tuple[Action, Callable[[bool], None]]:  # fmt: skip
+    def step(
+        self, stream: Stream, row: int, entry: EntryEvidence, draw: float
+    ) -> tuple[Action, Callable[[bool], None]]:
+        similarity = stream.similarities[row]
         if similarity < self.policy.settings.floor:  # no features needed for a plain miss
             return "miss", lambda correct: None
-        features = self.features(query, cached, similarity)
+        query, cached = stream.queries[row], stream.texts[row]
+        features = self.features(query, cached, similarity, stream.margin(row))
 
         def record(correct: bool) -> None:
             self.policy.record(features, similarity, correct, entry)
@@ -146,16 +159,24 @@ class _LearnedPolicy:
         return self.policy.decide(similarity, score, entry, draw), record
 
 
+def margin_scorer() -> Features:
+    """The similarity and how far the runner-up candidate is behind: what the proxy uses."""
+    return lambda query, cached, similarity, margin: [similarity, margin]
+
+
 def pair_feature_scorer(idf: dict[str, float]) -> Features:
-    return lambda query, cached, similarity: pair_features(query, cached, similarity, idf)
+    def features(query: str, cached: str, similarity: float, margin: float) -> list[float]:
+        return [*pair_features(query, cached, similarity, idf), margin]
+
+    return features
 
 
 def verifier_scorer(verifier: Verifier) -> Features:
-    """A trained verifier as the prior: its score (and the similarity) are the features."""
+    """A trained verifier as the prior: its score, the similarity and the margin."""
 
-    def features(query: str, cached: str, similarity: float) -> list[float]:
+    def features(query: str, cached: str, similarity: float, margin: float) -> list[float]:
         [score] = verifier.score(query, [Candidate(0, cached, similarity)])
-        return [similarity, score]
+        return [similarity, score, margin]
 
     return features
 
@@ -168,16 +189,34 @@ def run_online(
     judge: str,
     features: Features | None = None,
     name: str = "online, learned score",
+    warm: Stream | None = None,
 ) -> StreamResult:
     """The stream through the policy (on a score learned from `features` when given). `judge`:
     conservative (an unlabelled pair is a wrong verdict) or labelled (the judge abstains on
-    unlabelled pairs: the call is counted, nothing is learned)."""
+    unlabelled pairs: the call is counted, nothing is learned). With `warm`, the policy first
+    learns on that stream (another part, another cache) and only `stream` is reported: the
+    served-hit error on traffic the policy never saw before."""
     policy = (
         _CosinePolicy(settings) if features is None else _LearnedPolicy(settings, features, name)
     )
-    evidence: dict[int, EntryEvidence] = {}
     draws = random.Random(seed)
+    if warm is not None:
+        _replay(warm, book, policy, draws, judge, StreamResult(policy.name))
     result = StreamResult(policy.name)
+    _replay(stream, book, policy, draws, judge, result)
+    result.boundary = policy.boundary()
+    return result
+
+
+def _replay(
+    stream: Stream,
+    book: LabelBook,
+    policy: _CosinePolicy | _LearnedPolicy,
+    draws: random.Random,
+    judge: str,
+    result: StreamResult,
+) -> None:
+    evidence: dict[int, EntryEvidence] = {}  # per stream: each stream has its own cache
     for i, query in enumerate(stream.queries):
         result.queries += 1
         result.answerable += stream.answerable[i]
@@ -187,9 +226,7 @@ def run_online(
             result.exact += stream.exact[i]
             continue
         entry = evidence.setdefault(stream.entries[i], EntryEvidence())
-        action, record = policy.step(
-            query, stream.texts[i], stream.similarities[i], entry, draws.random()
-        )
+        action, record = policy.step(stream, i, entry, draws.random())
         verdict = book.judge(query, stream.texts[i])
         if action == "serve":
             result.count(verdict)
@@ -198,8 +235,6 @@ def run_online(
             result.explored_correct += verdict == "correct"
             if verdict != "unjudged" or judge == "conservative":
                 record(verdict == "correct")
-    result.boundary = policy.boundary()
-    return result
 
 
 def oracle_static(stream: Stream, book: LabelBook, max_error: float, kind: str) -> StreamResult:

@@ -9,14 +9,16 @@ from cache_proxy.verify.online import OnlineSettings
 from cache_proxy.verify.verifier import VerifierRegistry
 from cache_tools.evaluation.labels import LabelBook
 from cache_tools.evaluation.online_eval import (
+    Features,
     StreamResult,
     build_stream,
+    margin_scorer,
     oracle_static,
     pair_feature_scorer,
     run_online,
     verifier_scorer,
 )
-from cache_tools.evaluation.pairs import load_pairs, split_pairs
+from cache_tools.evaluation.pairs import Pair, load_pairs, split_pairs
 from cache_tools.evaluation.training import table_for
 
 
@@ -35,20 +37,15 @@ def online_command(args: argparse.Namespace) -> int:
         audit_rate=args.audit_rate,
     )
     stream = build_stream(part, book, table, args.seed)
-    if args.scorer == "learned":
-        idf = idf_table(p.text_a for p in part)  # the texts the cache holds
-        features = pair_feature_scorer(idf)
-        online = run_online(stream, book, settings, args.seed, args.judge, features)
-    elif args.scorer == "verifier":
-        verifier = VerifierRegistry().load(args.verifier)
-        features = verifier_scorer(verifier)
-        name = "online, verifier prior"
-        online = run_online(stream, book, settings, args.seed, args.judge, features, name)
-    else:
-        online = run_online(stream, book, settings, args.seed, args.judge)
+    warm = None
+    if args.warm_split:
+        warm = build_stream(split_pairs(pairs, args.warm_split), book, table, args.seed)
+    features, name = _scorer(args, part)
+    online = run_online(stream, book, settings, args.seed, args.judge, features, name, warm)
     rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]
+    learned_on = f", after learning on {len(warm.queries)} ({args.warm_split})" if warm else ""
     print(
-        f"online policy on {len(stream.queries)} queries ({args.split}), bound "
+        f"online policy on {len(stream.queries)} queries ({args.split}{learned_on}), bound "
         f"{args.max_error}, {args.judge} judge, {args.scorer} boundary:"
     )
     print(_table(rows))
@@ -58,6 +55,17 @@ def online_command(args: argparse.Namespace) -> int:
 
 
 KINDS = ("judged", "conservative")
+
+
+def _scorer(args: argparse.Namespace, part: list[Pair]) -> tuple[Features | None, str]:
+    if args.scorer == "margin":
+        return margin_scorer(), "online, similarity+margin"
+    if args.scorer == "learned":
+        idf = idf_table(p.text_a for p in part)  # the texts the cache holds
+        return pair_feature_scorer(idf), "online, learned score"
+    if args.scorer == "verifier":
+        return verifier_scorer(VerifierRegistry().load(args.verifier)), "online, verifier prior"
+    return None, "online"
 
 
 def _table(rows: list[StreamResult]) -> str:

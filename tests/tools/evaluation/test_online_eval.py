@@ -25,6 +25,7 @@ def _stream(similar: int, unrelated: int) -> tuple[Stream, LabelBook]:
         entries=list(range(len(queries))),
         texts=texts,
         similarities=[0.97] * similar + [0.90] * unrelated,
+        runner_up=[0.5] * (similar + unrelated),
     )
     return stream, book
 
@@ -56,7 +57,7 @@ class _LengthVerifier:
 
 def test_a_verifier_prior_feeds_its_score_with_the_similarity() -> None:
     features = verifier_scorer(_LengthVerifier())
-    assert features("q", "a" * 5, 0.93) == [0.93, 0.5]
+    assert features("q", "a" * 5, 0.93, 0.1) == [0.93, 0.5, 0.1]
     stream, book = _stream(similar=600, unrelated=0)
     result = run_online(
         stream, book, OnlineSettings(audit_rate=0.0), 0, "labelled", features, "prior"
