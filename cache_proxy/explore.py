@@ -288,6 +288,9 @@ class Explorer:
                 logger.warning("reading shared online verdicts failed: %s", type(exc).__name__)
             await asyncio.sleep(SHARED_REFRESH_S)
 
+    def training_data(self, tenant: str) -> tuple[list[int], Matrix, Matrix]:
+        return self._tenants[tenant].training_data()
+
     # ---- reports and lifecycle ------------------------------------------------------------
     def report(self, tenant: str, config: OnlineVerifyPolicy) -> dict[str, Any]:
         state = self._tenants.get(tenant)
@@ -297,6 +300,7 @@ class Explorer:
             "judge": config.judge,
             "boundary": state.boundary if state is not None else 1.0,
             "verdicts_in_window": state.verdicts if state is not None else 0,
+            "scorer_fitted": state is not None and state.scorer.fitted,
             "outcomes": dict(self._tallies.get(tenant, Counter())),
         }
 
