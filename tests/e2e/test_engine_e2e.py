@@ -31,7 +31,13 @@ from tests.support.waiting import wait_until_sync
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
 MODEL_NAME = "tiny-llama"
-KEYS = {"acme": "sk-acme-e2e", "globex": "sk-globex-e2e", "eager": "sk-eager-e2e"}
+KEYS = {
+    "acme": "sk-acme-e2e",
+    "globex": "sk-globex-e2e",
+    "eager": "sk-eager-e2e",
+    "judged": "sk-judged-e2e",
+}
+ADMIN_TOKEN = "admin-e2e"
 ENGINE_CONFIGS = {
     "tiny-llama": REPO / "engine" / "configs" / "cpu-tiny.yaml",
     "tiny-llama-w4a16": REPO / "engine" / "configs" / "cpu-tiny-w4a16.yaml",
@@ -91,7 +97,12 @@ def require_built(variant: str) -> None:
 def proxy_config(engine_url: str) -> dict[str, Any]:
     tenants = {name: {"api_keys": [key], "threshold": 0.9} for name, key in KEYS.items()}
     tenants["eager"]["speculative_miss"] = True
-    return {"upstream": {"url": engine_url, "read_timeout_s": 120}, "tenants": tenants}
+    tenants["judged"]["verify"] = {"online": {"enabled": True, "judge": "llm"}}
+    return {
+        "upstream": {"url": engine_url, "read_timeout_s": 120},
+        "admin": {"token": ADMIN_TOKEN},
+        "tenants": tenants,
+    }
 
 
 def engine_cores() -> set[int] | None:
@@ -215,6 +226,28 @@ def test_other_tenant_asking_the_same_question_misses(stack: Stack) -> None:
     assert other.headers["x-cache"] == "MISS"
     assert stack.wait_engine_requests(before + 1) == before + 1
     assert ask(stack.client("globex"), question).headers["x-cache"] == "HIT"
+
+
+def test_an_exploration_is_judged_by_the_engine_itself(stack: Stack) -> None:
+    """verify.online with the LLM judge: a paraphrase below the (unlearned) boundary goes to
+    vLLM, then vLLM is asked, off the hit path, whether the cached answer answers it. The
+    tiny model's yes/no is noise: this proves the plumbing, not the judge's quality."""
+    client, tag = stack.client("judged"), uuid.uuid4().hex[:8]
+    assert ask(client, f"How do I reshape a tensor? ({tag})").headers["x-cache"] == "MISS"
+    before = stack.engine_requests()
+    explored = ask(client, f"How can I reshape a tensor? ({tag})")
+    assert explored.headers["x-cache"] == "MISS"  # explored: the client got vLLM's answer
+    assert explored.parse().choices[0].message.content
+    assert stack.wait_engine_requests(before + 2) == before + 2  # the miss and the judge
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def judged() -> dict[str, int]:
+        report = httpx.get(f"{stack.proxy_url}/admin/online", headers=admin, timeout=10)
+        outcomes: dict[str, int] = report.json()["tenants"]["judged"]["outcomes"]
+        return outcomes
+
+    wait_until_sync(lambda: sum(judged().values()) == 1, 30, "the judge's outcome")
+    assert set(judged()) <= {"correct", "wrong", "abstained"}
 
 
 def test_engine_serves_the_expected_checkpoint(stack: Stack) -> None:
