@@ -116,9 +116,7 @@ class TenantEvidence:
         if similarity < self.settings.floor:
             return "miss"
         evidence = self._entries.get(entry) or _NO_EVIDENCE
-        if self.score(similarity, margin) >= self.boundary and (
-            similarity > evidence.highest_wrong()
-        ):
+        if self.tenant.admits(self.score(similarity, margin)) and evidence.allows(similarity):
             return "explore" if draw < self.settings.audit_rate else "serve"
         return "explore"
 

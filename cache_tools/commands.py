@@ -182,9 +182,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "the margin; or from a trained verifier's score (--verifier) and the margin",
     )  # fmt: skip
     online.add_argument(
+        "--stream", choices=["pairs", "paraphrases"], default="pairs",
+        help="pairs: cache every text_a, ask every text_b; paraphrases: cache every statement "
+        "(non-duplicates' text_b too), ask only the labelled rewordings",
+    )  # fmt: skip
+    online.add_argument(
         "--warm-split", choices=["train", "calib", "test"],
-        help="learn on this part first (its own cache), then report --split only: traffic "
-        "the policy never saw",
+        help="learn on this part's queries first, then report --split's only (traffic the "
+        "policy never saw); the cache holds both parts' entries",
     )  # fmt: skip
     online.add_argument("--verifier", help="--scorer verifier: the verifier directory")
     parser.add_argument("--top-k", type=int, default=4)

@@ -17,7 +17,8 @@ rate does not rise with similarity (true on average for sentence embeddings; per
 not be, which is why an entry's own wrong verdicts override the tenant boundary). Served hits
 above the boundary then have a wrong rate at most `max_error` with 95% confidence *on
 the traffic the verdicts came from*, a stationarity assumption: the audits keep re-measuring.
-Until enough verdicts exist the boundary is 1.0: only identical prompts are served.
+Until enough verdicts exist nothing is certified (the boundary reads 1.0): only identical
+prompts are served.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class EntryEvidence:
     def highest_wrong(self) -> float:
         return max((s for s, ok in self.verdicts if not ok), default=-1.0)
 
+    def allows(self, similarity: float) -> bool:
+        """Clear of this entry's wrong verdicts: a grid step above the highest of them."""
+        return similarity >= self.highest_wrong() + GRID_STEP
+
 
 class TenantBoundary:
     """Verdict counts per bin of similarity (or score), and the serve boundary they support."""
@@ -62,7 +67,17 @@ class TenantBoundary:
         self._bins = round(1.0 / GRID_STEP) + 1
         self._correct = [0] * self._bins
         self._wrong = [0] * self._bins
-        self.boundary = 1.0
+        self._lowest_bin = self._bins  # the bin the boundary is at (past the top: none yet)
+
+    @property
+    def boundary(self) -> float:
+        """1.0 while nothing is certified (and then nothing semantic is served)."""
+        return min(1.0, round(self._lowest_bin * GRID_STEP, 6))
+
+    def admits(self, value: float) -> bool:
+        """At or above the boundary, compared by bin (a value in the boundary's own bin is
+        admitted even when the float product bin * step rounds above it)."""
+        return self._bin(value) >= self._lowest_bin
 
     def record(self, value: float, correct: bool) -> None:
         self.add(value, correct)
@@ -90,17 +105,17 @@ class TenantBoundary:
         return sum(self._correct) + sum(self._wrong)
 
     def refresh(self) -> None:
-        self.boundary = self._lowest_safe()
+        self._lowest_bin = self._lowest_safe()
 
     def _bin(self, similarity: float) -> int:
-        return min(self._bins - 1, max(0, int(similarity / GRID_STEP)))
+        return min(self._bins - 1, max(0, int(similarity / GRID_STEP + 1e-9)))
 
-    def _lowest_safe(self) -> float:
+    def _lowest_safe(self) -> int:
         """Scan from the top: the lowest bin *with verdicts* whose tail (it and above) passes
         the bound; similarities below the lowest verdict are unknown, never served."""
         settings = self.settings
         wrong = total = 0
-        lowest = 1.0
+        lowest = self._bins
         for index in range(self._bins - 1, -1, -1):
             here = self._correct[index] + self._wrong[index]
             wrong += self._wrong[index]
@@ -109,7 +124,7 @@ class TenantBoundary:
                 continue
             bound = wilson_upper(wrong, total, Z_ONE_SIDED_95)
             if bound <= settings.max_error:
-                lowest = index * GRID_STEP
+                lowest = index
         return lowest
 
 
@@ -122,8 +137,7 @@ class OnlinePolicy:
 
     def decide(self, similarity: float, entry: EntryEvidence, audit_draw: float) -> Action:
         """`audit_draw`: a uniform [0, 1) number (the caller's seeded RNG)."""
-        boundary = max(self.tenant.boundary, entry.highest_wrong() + GRID_STEP)
-        if similarity >= boundary:
+        if self.tenant.admits(similarity) and entry.allows(similarity):
             return "explore" if audit_draw < self.settings.audit_rate else "serve"
         if similarity >= self.settings.floor:
             return "explore"

@@ -87,7 +87,7 @@ class ScoredOnlinePolicy:
     def decide(self, similarity: float, score: float, entry: EntryEvidence, draw: float) -> Action:
         if similarity < self.settings.floor:
             return "miss"
-        if score >= self.tenant.boundary and similarity > entry.highest_wrong():
+        if self.tenant.admits(score) and entry.allows(similarity):
             return "explore" if draw < self.settings.audit_rate else "serve"
         return "explore"
 

@@ -22,8 +22,10 @@ import numpy as np
 
 from cache_proxy.verify.candidate import Candidate, Verifier
 from cache_proxy.verify.features import pair_features
+from cache_proxy.verify.guards import failed_guard
 from cache_proxy.verify.online import Action, EntryEvidence, OnlinePolicy, OnlineSettings
 from cache_proxy.verify.online_score import ScoredOnlinePolicy
+from cache_proxy.verify.policy import GuardPolicy
 from cache_tools.evaluation.embeddings import TextTable
 from cache_tools.evaluation.labels import LabelBook, Verdict
 from cache_tools.evaluation.mining import cache_simulation_sides
@@ -77,13 +79,36 @@ class Stream:
     texts: list[str]
     similarities: list[float]
     runner_up: list[float]  # the second candidate's similarity (0.0 when there is none)
+    guarded: list[bool]  # the default guards reject the candidate: a plain miss, as served
 
     def margin(self, row: int) -> float:
         return self.similarities[row] - self.runner_up[row]
 
 
-def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int) -> Stream:
-    cache, queries = cache_simulation_sides(pairs)
+SHAPES = ("pairs", "paraphrases")
+
+
+def stream_sides(pairs: list[Pair], shape: str) -> tuple[list[str], list[str]]:
+    """pairs: the cache holds every text_a, every text_b is asked (as `simulate`).
+    paraphrases: every statement is cached (text_a, and the text_b of non-duplicate pairs:
+    close distractors) and only the labelled rewordings are asked, each once."""
+    if shape == "pairs":
+        return cache_simulation_sides(pairs)
+    cache = sorted({p.text_a for p in pairs} | {p.text_b for p in pairs if p.label == 0})
+    return cache, sorted({p.text_b for p in pairs if p.label == 1} - set(cache))
+
+
+def build_stream(
+    pairs: list[Pair],
+    book: LabelBook,
+    table: TextTable,
+    seed: int,
+    shape: str = "pairs",
+    cache_pairs: list[Pair] | None = None,
+) -> Stream:
+    """The queries of `pairs` against the cache of `cache_pairs` (default: the same pairs)."""
+    _, queries = stream_sides(pairs, shape)
+    cache, _ = stream_sides(cache_pairs if cache_pairs is not None else pairs, shape)
     random.Random(seed).shuffle(queries)
     in_cache = frozenset(cache)
     found = search(table, cache, queries, 2)
@@ -94,6 +119,8 @@ def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int
         texts.append(best[0].text if best else "")
         sims.append(best[0].similarity if best else -1.0)
         runner_up.append(best[1].similarity if len(best) > 1 else 0.0)
+    guards = GuardPolicy()
+    guarded = [failed_guard(q, t, guards) is not None for q, t in zip(queries, texts, strict=True)]
     return Stream(
         queries=queries,
         exact=[q in in_cache for q in queries],
@@ -102,6 +129,7 @@ def build_stream(pairs: list[Pair], book: LabelBook, table: TextTable, seed: int
         texts=texts,
         similarities=sims,
         runner_up=runner_up,
+        guarded=guarded,
     )
 
 
@@ -225,6 +253,8 @@ def _replay(
         if stream.exact[i] or stream.entries[i] < 0:
             result.exact += stream.exact[i]
             continue
+        if stream.guarded[i]:  # rejected before the policy (the proxy's order): a plain miss
+            continue
         entry = evidence.setdefault(stream.entries[i], EntryEvidence())
         action, record = policy.step(stream, i, entry, draws.random())
         verdict = book.judge(query, stream.texts[i])
@@ -238,9 +268,12 @@ def _replay(
 
 
 def oracle_static(stream: Stream, book: LabelBook, max_error: float, kind: str) -> StreamResult:
-    """The best single threshold for `max_error` (kind: judged | conservative) on this stream."""
+    """The best single threshold for `max_error` (kind: judged | conservative) on this stream,
+    after the same guards (a stronger baseline than raw cosine)."""
     verdicts = [
-        None if stream.exact[i] or stream.entries[i] < 0 else book.judge(q, stream.texts[i])
+        None
+        if stream.exact[i] or stream.entries[i] < 0 or stream.guarded[i]
+        else book.judge(q, stream.texts[i])
         for i, q in enumerate(stream.queries)
     ]
     best = StreamResult("oracle static")

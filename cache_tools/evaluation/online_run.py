@@ -36,10 +36,12 @@ def online_command(args: argparse.Namespace) -> int:
         min_verdicts=args.min_verdicts,
         audit_rate=args.audit_rate,
     )
-    stream = build_stream(part, book, table, args.seed)
-    warm = None
-    if args.warm_split:
-        warm = build_stream(split_pairs(pairs, args.warm_split), book, table, args.seed)
+    warm, cache_pairs = None, None
+    if args.warm_split:  # one cache (both parts' entries); the policy learns on the warm queries
+        warmup = split_pairs(pairs, args.warm_split)
+        cache_pairs = warmup + part
+        warm = build_stream(warmup, book, table, args.seed, args.stream, cache_pairs)
+    stream = build_stream(part, book, table, args.seed, args.stream, cache_pairs)
     features, name = _scorer(args, part)
     online = run_online(stream, book, settings, args.seed, args.judge, features, name, warm)
     rows = [online] + [oracle_static(stream, book, args.max_error, kind) for kind in KINDS]
