@@ -166,7 +166,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="online: the learned boundary on a stream, labels as the judge, beside the oracle",
     )  # fmt: skip
     online.add_argument("--max-error", type=float, default=0.01, help="the tenant's bound")
-    online.add_argument("--floor", type=float, default=0.75, help="below it: a plain miss")
+    online.add_argument("--floor", type=float, default=0.6, help="below it: a plain miss")
     online.add_argument("--min-verdicts", type=int, default=30)
     online.add_argument("--audit-rate", type=float, default=0.05)
     online.add_argument("--seed", type=int, default=0, help="query order and audit draws")

@@ -36,7 +36,7 @@ MAX_ENTRY_VERDICTS = 16  # the most recent ones per entry (memory stays O(entrie
 @dataclass(frozen=True)
 class OnlineSettings:
     max_error: float = 0.01
-    floor: float = 0.75
+    floor: float = 0.6
     min_verdicts: int = 30
     audit_rate: float = 0.05
 

@@ -50,7 +50,7 @@ class OnlineVerifyPolicy(BaseModel):
 
     enabled: bool = False
     max_error: float = Field(default=0.01, gt=0.0, lt=0.5)
-    floor: float = Field(default=0.75, ge=0.0, le=1.0)  # below: a plain miss, never explored
+    floor: float = Field(default=0.6, ge=0.0, le=1.0)  # below: a plain miss, never explored
     min_verdicts: int = Field(default=30, ge=1)
     audit_rate: float = Field(default=0.05, ge=0.0, le=1.0)  # share of would-be hits explored
     # answer_agreement: the two answers' embedding cosine >= min_agreement (no engine call);

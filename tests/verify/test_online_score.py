@@ -34,4 +34,4 @@ def test_the_learned_boundary_serves_the_good_pairs_cosine_cannot_tell_apart() -
     good, bad = [0.97, 0.0], [0.97, 1.0]
     assert policy.decide(0.97, policy.score(good), EntryEvidence(), NO_AUDIT) == "serve"
     assert policy.decide(0.97, policy.score(bad), EntryEvidence(), NO_AUDIT) == "explore"
-    assert policy.decide(0.70, policy.score(good), EntryEvidence(), NO_AUDIT) == "miss"
+    assert policy.decide(0.50, policy.score(good), EntryEvidence(), NO_AUDIT) == "miss"
