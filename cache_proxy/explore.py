@@ -12,7 +12,8 @@ the boundary follows drifting traffic) and the evidence of up to ENTRIES_KEPT en
 the entry's exact key (stable across replicas and restarts). With the Redis backend every
 verdict is also written to the tenant's capped stream, and each replica reads the others' (and,
 after a restart, its own earlier ones) every SHARED_REFRESH_S: the boundary is learned from
-the whole deployment's traffic and survives restarts.
+the whole deployment's traffic and survives restarts. The embedded backend keeps them beside
+its snapshot, when it has one, for the same reason.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import numpy as np
 
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import Answer, ExplorationLog, OnlineVerdict
+from cache_proxy.store.backend import ONLINE_VERDICTS_KEPT
 from cache_proxy.verify.judges import Judge, JudgeCase
 from cache_proxy.verify.online import Action, EntryEvidence, OnlineSettings, TenantBoundary
 from cache_proxy.verify.online_score import LogisticScorer, Matrix, fit_scorer
 from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
-VERDICTS_KEPT = 20_000
+VERDICTS_KEPT = ONLINE_VERDICTS_KEPT
 ENTRIES_KEPT = 50_000
 MAX_JUDGES_IN_FLIGHT = 4  # the engine's spare capacity is for real traffic
 SHARED_REFRESH_S = 2.0

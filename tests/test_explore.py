@@ -256,3 +256,24 @@ async def test_the_learned_score_tells_ambiguous_candidates_from_clear_ones() ->
     assert explorer.decide("acme", config, 0.9, 0.005, "new-2") == "explore"
     assert explorer.decide("acme", config, 0.5, 0.15, "new-3") == "miss"  # below the floor
     await explorer.aclose()
+
+
+async def test_a_restarted_proxy_keeps_its_learned_boundary(
+    proxy_factory: ProxyFactory, tmp_path: Any
+) -> None:
+    config = online_config(audit_rate=0.0)
+    config["cache"] = {"snapshot_path": str(tmp_path / "cache.snapshot")}
+    async with proxy_factory(config) as first:
+        await ask(first, CACHED)
+        for i in range(400):
+            verdict = OnlineVerdict(0.5, True, f"e{i}", 0.1)
+            await explorer(first).add_verdict("acme", verdict, config_of(first))
+        assert (await online_report(first))["boundary"] == 0.5
+    async with proxy_factory(config) as second:  # the entry and the verdicts come back
+
+        async def learned() -> bool:
+            return bool((await online_report(second))["verdicts_in_window"] == 400)
+
+        await wait_until(learned, what="the verdicts to be read back")
+        assert (await online_report(second))["boundary"] == 0.5
+        assert (await ask(second, PARAPHRASES[0])).headers["x-cache"] == "HIT"

@@ -11,18 +11,20 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cache_proxy.config import CacheSettings
-from cache_proxy.store.backend import Lease, NoLease
+from cache_proxy.store.backend import ONLINE_VERDICTS_KEPT, Lease, NoLease, OnlineVerdict
 from cache_proxy.store.bulk_load import bulk_load
 from cache_proxy.store.codec import StoredEntry, Vector
 from cache_proxy.store.entry import Entry
 from cache_proxy.store.identity import CacheSpace
 from cache_proxy.store.snapshot import Record, SnapshotError, iter_snapshot, write_snapshot
 from cache_proxy.store.tenant_cache import CacheStore, TenantCache
+from cache_proxy.store.verdict_file import read_verdicts, verdict_path, write_verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class EmbeddedBackend:
         self._write_lock = threading.Lock()
         self._tenants: set[str] | None = None
         self.snapshot_error: str | None = None
+        self._online: dict[str, deque[OnlineVerdict]] = {}  # kept with the snapshot
+        self._restored: dict[str, list[OnlineVerdict]] = {}  # read back once by the explorer
 
     def tenant(self, name: str) -> TenantCache:
         return self.mirror.tenant(name)
@@ -113,12 +117,26 @@ class EmbeddedBackend:
     def verdict_log(self) -> None:
         return None
 
-    def exploration_log(self) -> None:
-        return None  # online verdicts stay in this process (lost on restart)
+    def exploration_log(self) -> EmbeddedBackend | None:
+        """With a snapshot, online verdicts are kept beside it (one process: nobody else
+        writes them, so the only ones to read are those of before a restart)."""
+        return self if self._snapshot is not None else None
+
+    async def add_online_verdict(self, tenant: str, verdict: OnlineVerdict) -> None:
+        kept = self._online.setdefault(tenant, deque(maxlen=ONLINE_VERDICTS_KEPT))
+        kept.append(verdict)
+
+    async def online_verdicts_after(
+        self, tenant: str, position: str
+    ) -> tuple[list[OnlineVerdict], str]:
+        if position:
+            return [], position
+        return self._restored.pop(tenant, []), "restored"
 
     async def start(self) -> None:
         if self._snapshot is not None:
             await self._load_snapshot(self._snapshot)
+            await self._load_verdicts(verdict_path(self._snapshot))
             self._tasks.append(asyncio.create_task(self._every_snapshot_interval()))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
 
@@ -144,7 +162,8 @@ class EmbeddedBackend:
         assert self._snapshot is not None
         records = await self._records()  # references only; serialising runs off the loop
         try:
-            count = await asyncio.to_thread(self._write, self._snapshot, records)
+            verdicts = {tenant: list(kept) for tenant, kept in self._online.items()}  # on the loop
+            count = await asyncio.to_thread(self._write, self._snapshot, records, verdicts)
         except (OSError, ValueError) as exc:  # ValueError: text JSON cannot carry
             self.snapshot_error = f"{type(exc).__name__}: {exc}"
             logger.error("cache snapshot not written to %s: %s", self._snapshot, exc)
@@ -153,9 +172,28 @@ class EmbeddedBackend:
         logger.info("cache snapshot: %d entries written to %s", count, self._snapshot)
         return count
 
-    def _write(self, path: Path, records: list[Record]) -> int:
+    def _write(
+        self, path: Path, records: list[Record], verdicts: dict[str, list[OnlineVerdict]]
+    ) -> int:
         with self._write_lock:
-            return write_snapshot(path, self._space.space_id, records)
+            count = write_snapshot(path, self._space.space_id, records)
+            if verdicts:  # none learned: no file (a proxy without verify.online has none)
+                write_verdicts(verdict_path(path), self._space.space_id, verdicts)
+            return count
+
+    async def _load_verdicts(self, path: Path) -> None:
+        if not path.exists():
+            return
+        try:
+            found = await asyncio.to_thread(read_verdicts, path, self._space.space_id)
+        except SnapshotError as exc:
+            logger.warning("online verdicts at %s ignored: %s", path, exc)
+            return
+        for tenant, verdicts in found.items():
+            if self._tenants is None or tenant in self._tenants:
+                self._online[tenant] = deque(verdicts, maxlen=ONLINE_VERDICTS_KEPT)
+                self._restored[tenant] = verdicts
+        logger.info("online verdicts: %d loaded from %s", sum(map(len, found.values())), path)
 
     async def _records(self) -> list[Record]:
         """Every live entry with its vector; per-entry work runs off the loop (1M entries)."""

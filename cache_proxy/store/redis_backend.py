@@ -23,6 +23,7 @@ from cache_proxy.config import CacheSettings
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import redis_scripts
 from cache_proxy.store.backend import (
+    ONLINE_VERDICTS_KEPT,
     Lease,
     NoLease,
     OnlineVerdict,
@@ -39,7 +40,6 @@ from cache_proxy.store.tenant_cache import CacheStore, TenantCache
 
 logger = logging.getLogger(__name__)
 TOUCH_FLUSH_S = 1.0  # hits reach Redis's LRU order in batches, off the hit path
-ONLINE_VERDICTS_KEPT = 20_000  # per tenant and space: the window the online boundary uses
 ONLINE_READ_BATCH = 1000
 LEASE_CHECK_S = 0.1  # how often a waiting replica checks that the leader is still alive
 SWEEP_LIMIT = 1000

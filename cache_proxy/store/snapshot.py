@@ -27,14 +27,21 @@ class SnapshotError(Exception):
 
 def write_snapshot(path: Path, space: str, records: Iterable[Record]) -> int:
     """Replaces the snapshot at `path`; returns how many entries it holds."""
+    header = {"format": FORMAT, "space": space}
+    return write_atomically(path, header, (_encode(t, e) for t, e in records))
+
+
+def write_atomically(path: Path, header: object, rows: Iterable[object]) -> int:
+    """JSON lines (a header, then `rows`) replacing `path` whole or not at all; returns the
+    number of rows written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     count = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(_line({"format": FORMAT, "space": space}))
-            for tenant, entry in records:
-                out.write(_line(_encode(tenant, entry)))
+            out.write(_line(header))
+            for row in rows:
+                out.write(_line(row))
                 count += 1
             out.flush()
             os.fsync(out.fileno())
@@ -59,7 +66,7 @@ def iter_snapshot(path: Path, space: str, dimension: int) -> Iterator[Record]:
         with path.open("rb") as handle:
             lines = iter(handle)
             header = json.loads(next(lines))
-            _check_header(header, space)
+            check_header(header, space)
             yield from _decode_all(lines, dimension)
     except SnapshotError:
         raise
@@ -67,8 +74,8 @@ def iter_snapshot(path: Path, space: str, dimension: int) -> Iterator[Record]:
         raise SnapshotError(f"unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def _check_header(header: object, space: str) -> None:
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+def check_header(header: object, space: str, format_name: str = FORMAT) -> None:
+    if not isinstance(header, dict) or header.get("format") != format_name:
         raise SnapshotError("not a snapshot of this format")
     if header.get("space") != space:
         raise SnapshotError(

@@ -235,3 +235,44 @@ async def test_without_a_snapshot_path_the_backend_still_works() -> None:
     finally:
         await backend.aclose()
     assert backend.health() == {"backend": "embedded", "state": "ok"}
+
+
+async def test_online_verdicts_survive_a_restart_beside_the_snapshot(tmp_path: Path) -> None:
+    from cache_proxy.store import OnlineVerdict
+    from cache_proxy.store.verdict_file import verdict_path
+
+    path = tmp_path / "cache.snapshot"
+    learned = [OnlineVerdict(0.9 + i / 1000, i % 7 != 0, f"exact-{i}", 0.05) for i in range(50)]
+    async with running(settings(path)) as first:
+        log = first.exploration_log()
+        assert log is not None
+        for verdict in learned:
+            await log.add_online_verdict("acme", verdict)
+        assert await log.online_verdicts_after("acme", "") == ([], "restored")  # nothing older
+    assert verdict_path(path).exists()
+    async with running(settings(path)) as second:
+        log = second.exploration_log()
+        assert log is not None
+        assert await log.online_verdicts_after("acme", "") == (learned, "restored")
+        assert await log.online_verdicts_after("acme", "restored") == ([], "restored")
+        assert await log.online_verdicts_after("globex", "") == ([], "restored")
+    async with running(settings(path)) as third:  # kept again by the second's snapshot
+        assert (await third.exploration_log().online_verdicts_after("acme", ""))[0] == learned  # type: ignore[union-attr]
+
+
+async def test_online_verdicts_of_another_cache_space_are_ignored(tmp_path: Path) -> None:
+    from cache_proxy.store import OnlineVerdict
+
+    path = tmp_path / "cache.snapshot"
+    async with running(settings(path)) as first:
+        await first.exploration_log().add_online_verdict(  # type: ignore[union-attr]
+            "acme", OnlineVerdict(0.9, True, "exact-1", 0.1)
+        )
+    other = CacheSpace(SPACE.embedder_digest, DIM, engine_revision="rev-2")
+    async with running(settings(path), space=other) as second:
+        assert await second.exploration_log().online_verdicts_after("acme", "") == ([], "restored")  # type: ignore[union-attr]
+
+
+async def test_without_a_snapshot_online_verdicts_stay_in_the_process() -> None:
+    async with running(CacheSettings()) as backend:
+        assert backend.exploration_log() is None
