@@ -124,6 +124,7 @@ bench: venv serve-venv embedder engine model quant quant-small hey
 	$(VENV)/bin/python -m bench.index_recall
 	$(VENV)/bin/python -m bench.embed_vs_hit
 	$(VENV)/bin/python -m bench.online_latency
+	$(VENV)/bin/python -m bench.online_replay
 	$(VENV)/bin/python -m bench.engine_batching
 	$(VENV)/bin/python -m bench.engine_quant
 	$(VENV)/bin/python -m bench.engine_quant --family small

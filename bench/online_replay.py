@@ -2,7 +2,7 @@
 policy, next to static thresholds.
 
     .venv/bin/python -m bench.online_replay [--pairs tests/data/reworded_statements.jsonl.gz]
-        [--seed 0]
+        [--seed 0] [--limit N]
 
 The engine is stood in for by a *labelled upstream*: its answer to a prompt is the text of the
 statement the prompt states (a rewording's answer is its original statement, per the file's
@@ -138,8 +138,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=REWORDED)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="the first N pairs only (a quick look)")
     args = parser.parse_args()
-    pairs = load_pairs(args.pairs)
+    pairs = load_pairs(args.pairs)[: args.limit]
     embedder = load_embedder(EmbeddingSettings())
     tenants: dict[str, dict[str, Any]] = {
         "static 0.92 (README example)": {"threshold": 0.92},
