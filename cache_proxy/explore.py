@@ -32,7 +32,8 @@ import numpy as np
 from cache_proxy.metrics import Metrics
 from cache_proxy.store import Answer, ExplorationLog, OnlineVerdict
 from cache_proxy.store.backend import ONLINE_VERDICTS_KEPT
-from cache_proxy.verify.judges import Judge, JudgeCase
+from cache_proxy.upstream import PATHS, Upstream
+from cache_proxy.verify.judges import AnswerAgreementJudge, Embed, Judge, JudgeCase, LLMJudge
 from cache_proxy.verify.online import Action, EntryEvidence, OnlineSettings, TenantBoundary
 from cache_proxy.verify.online_score import LogisticScorer, Matrix, fit_scorer
 from cache_proxy.verify.policy import OnlineVerifyPolicy
@@ -44,6 +45,18 @@ MAX_JUDGES_IN_FLIGHT = 4  # the engine's spare capacity is for real traffic
 SHARED_REFRESH_S = 2.0
 REFIT_EVERY = 200  # verdicts between refits of the learned score
 JudgeFor = Callable[[OnlineVerifyPolicy], Judge]
+
+
+def judge_factory(upstream: Upstream, embed: Embed) -> JudgeFor:
+    """The tenant's judge: the LLM judge asks the engine (chat endpoint) through `upstream`,
+    answer agreement embeds with the cache's own model."""
+
+    def judge_for(config: OnlineVerifyPolicy) -> Judge:
+        if config.judge == "llm":
+            return LLMJudge(lambda body: upstream.post_json(PATHS["chat"], body))
+        return AnswerAgreementJudge(embed, config.min_agreement)
+
+    return judge_for
 
 
 def online_settings(config: OnlineVerifyPolicy) -> OnlineSettings:

@@ -29,7 +29,7 @@ from cache_proxy.errors import (
     ProxyError,
     UpstreamError,
 )
-from cache_proxy.explore import Exploration, Explorer
+from cache_proxy.explore import Exploration, Explorer, judge_factory
 from cache_proxy.keys import CacheKey, build_key
 from cache_proxy.metrics import Metrics
 from cache_proxy.replay import new_response_id
@@ -41,7 +41,6 @@ from cache_proxy.tenancy import Tenant, TenantDirectory
 from cache_proxy.upstream import PATHS, Upstream, iter_sse_chunks, raise_for_upstream_status
 from cache_proxy.verify.candidate import Candidate
 from cache_proxy.verify.decision import Decision, HitDecider
-from cache_proxy.verify.judges import AnswerAgreementJudge, Judge, LLMJudge
 from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ class Pipeline:
         self.decider = decider
         self.coalescer = Coalescer()
         self.shadow = ShadowChecker(upstream, embedder, metrics)
-        self.explorer = Explorer(self._judge_for, metrics)
+        self.explorer = Explorer(judge_factory(upstream, embedder.embed), metrics)
 
     async def aclose(self) -> None:
         """Stops the engine calls in flight, background checks, the embedder and the store."""
@@ -318,11 +317,6 @@ class Pipeline:
             cached_answer=entry.answer,
             model=call.request.model,
         )
-
-    def _judge_for(self, config: OnlineVerifyPolicy) -> Judge:
-        if config.judge == "llm":
-            return LLMJudge(lambda body: self.upstream.post_json(PATHS["chat"], body))
-        return AnswerAgreementJudge(self.embedder.embed, config.min_agreement)
 
     async def _semantic(self, call: Call) -> bool:
         # A truncated embedding would match prompts that differ only past the cut: exact only.
