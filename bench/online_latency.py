@@ -20,13 +20,18 @@ import time
 
 from cache_proxy.config import EmbeddingSettings
 from cache_proxy.embedding.loader import load_embedder
-from cache_proxy.explore import ENTRIES_KEPT, VERDICTS_KEPT, Explorer
+from cache_proxy.explore import (
+    ENTRIES_KEPT,
+    VERDICTS_KEPT,
+    Explorer,
+    fit_window,
+    online_settings,
+)
 from cache_proxy.metrics import Metrics
 from cache_proxy.pipeline import _runner_up
 from cache_proxy.store import OnlineVerdict
 from cache_proxy.verify.candidate import Candidate
 from cache_proxy.verify.judges import Judge
-from cache_proxy.verify.online_score import fit_scorer
 from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 QUERY = "How do I reset the password of my home router to the factory default?"
@@ -62,9 +67,9 @@ async def main() -> None:
     embedder = load_embedder(EmbeddingSettings())
     embedder.encode(["warm-up"])
     explorer = await _full_explorer(config, draws)
-    _, rows, labels = explorer.training_data("bench")
+    window = explorer.window("bench")
     started = time.perf_counter()
-    fit_scorer(rows, labels)
+    fit_window(window, online_settings(config))
     fit_ms = (time.perf_counter() - started) * 1000
     embed, online = [], []
     for i in range(args.queries):
@@ -83,7 +88,7 @@ async def main() -> None:
           f"scorer fitted: {report['scorer_fitted']}")  # fmt: skip
     print(f"query embedding (ONNX, one query):  {_ms(embed)}")
     print(f"online policy (margin + decide):    {_ms(online)}  -> {ratio:.4f}x embedding")
-    print(f"refit of the score on the window (a thread, every 200 verdicts): {fit_ms:.1f} ms")
+    print(f"refit on the window, boundary included (a thread, every 200): {fit_ms:.1f} ms")
     await explorer.aclose()
 
 

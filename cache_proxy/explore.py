@@ -35,7 +35,7 @@ from cache_proxy.store.backend import ONLINE_VERDICTS_KEPT
 from cache_proxy.upstream import PATHS, Upstream
 from cache_proxy.verify.judges import AnswerAgreementJudge, Embed, Judge, JudgeCase, LLMJudge
 from cache_proxy.verify.online import Action, EntryEvidence, OnlineSettings, TenantBoundary
-from cache_proxy.verify.online_score import LogisticScorer, Matrix, fit_scorer
+from cache_proxy.verify.online_score import LogisticScorer, boundary_from, fit_scorer
 from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
@@ -90,11 +90,32 @@ class _Judged:
     score: float  # what it was counted at in the boundary (to uncount it exactly)
 
 
+@dataclass(frozen=True)
+class Fit:
+    """A refit's result, computed in a thread from a copy of the window."""
+
+    scorer: LogisticScorer
+    scores: dict[int, float]  # out-of-fold score per verdict (by sequence number)
+    boundary: TenantBoundary  # counted from those scores
+    last_seq: int
+
+
+def fit_window(window: list[_Judged], settings: OnlineSettings) -> Fit:
+    """The scorer fitted on the window, and the boundary of its out-of-fold scores (O(window):
+    runs in a thread, never on the event loop)."""
+    rows = np.array([[j.verdict.similarity, j.verdict.margin] for j in window])
+    labels = np.array([float(j.verdict.correct) for j in window])
+    scorer, out_of_fold = fit_scorer(rows, labels)
+    scores = {j.seq: float(v) for j, v in zip(window, out_of_fold.tolist(), strict=True)}
+    boundary = boundary_from(out_of_fold, labels, settings)
+    return Fit(scorer, scores, boundary, window[-1].seq)
+
+
 class TenantEvidence:
     """One tenant's verdict window, learned score, boundary and per-entry evidence.
 
     The boundary is on a score: P(right | similarity, margin to the runner-up candidate), a
-    logistic regression refitted every REFIT_EVERY verdicts (in a thread, `fit_scorer`), with
+    logistic regression refitted every REFIT_EVERY verdicts (in a thread, `fit_window`), with
     the boundary rebuilt from out-of-fold scores. Before the first fit the score is the
     similarity itself. A margin says how much nearer the chosen entry is than the next one: a
     query between two cached prompts is ambiguous even at a high similarity.
@@ -105,6 +126,9 @@ class TenantEvidence:
         self.scorer = LogisticScorer()
         self.tenant = TenantBoundary(settings)
         self._window: deque[_Judged] = deque()
+        self._right = 0  # right verdicts in the window
+        self._fitted: dict[int, float] = {}  # the last fit's scores (what the boundary counts)
+        self._left_during_fit: list[_Judged] = []
         self._entries: OrderedDict[str, EntryEvidence] = OrderedDict()
         self._seq = itertools.count()
         self.since_fit = 0
@@ -135,13 +159,17 @@ class TenantEvidence:
             return "explore" if draw < self.settings.audit_rate else "serve"
         return "explore"
 
-    def record(self, verdict: OnlineVerdict) -> None:
+    def record(self, verdict: OnlineVerdict, refresh: bool = True) -> None:
+        """Counts a verdict (O(1), and O(bins) to refresh the boundary; a batch refreshes
+        once at its end)."""
         judged = _Judged(next(self._seq), verdict, self.score(verdict.similarity, verdict.margin))
         self._window.append(judged)
+        self._right += verdict.correct
         if len(self._window) > VERDICTS_KEPT:
-            old = self._window.popleft()
-            self.tenant.forget(old.score, old.verdict.correct)
-        self.tenant.record(judged.score, verdict.correct)
+            self._forget(self._window.popleft())
+        self.tenant.add(judged.score, verdict.correct)
+        if refresh:
+            self.tenant.refresh()
         self.since_fit += 1
         evidence = self._entries.setdefault(verdict.entry, EntryEvidence())
         self._entries.move_to_end(verdict.entry)
@@ -149,29 +177,37 @@ class TenantEvidence:
         if len(self._entries) > ENTRIES_KEPT:
             self._entries.popitem(last=False)
 
+    def _forget(self, old: _Judged) -> None:
+        self._right -= old.verdict.correct
+        self.tenant.forget(self._fitted.get(old.seq, old.score), old.verdict.correct)
+        if self.fitting:  # the fit in flight counted it: uncount it there too on install
+            self._left_during_fit.append(old)
+
     def refit_due(self) -> bool:
         if self.fitting or self.since_fit < REFIT_EVERY:
             return False
-        right = sum(j.verdict.correct for j in self._window)
-        return 0 < right < len(self._window)
+        return 0 < self._right < len(self._window)
 
-    def training_data(self) -> tuple[list[int], Matrix, Matrix]:
-        """A copy of the window (sequence numbers, rows, labels) for `fit_scorer`."""
-        window = list(self._window)
-        rows = np.array([[j.verdict.similarity, j.verdict.margin] for j in window])
-        labels = np.array([float(j.verdict.correct) for j in window])
-        return [j.seq for j in window], rows, labels
+    def window(self) -> list[_Judged]:
+        """A copy (C speed) for `fit_window` in a thread."""
+        return list(self._window)
 
-    def install(self, scorer: LogisticScorer, seqs: list[int], out_of_fold: Matrix) -> None:
-        """The fitted scorer, and the boundary rebuilt from the fit's out-of-fold scores (for
-        verdicts that arrived during the fit, the new scorer's)."""
-        self.scorer, self.since_fit = scorer, 0
-        fitted = dict(zip(seqs, out_of_fold.tolist(), strict=True))
-        self.tenant = TenantBoundary(self.settings)
-        for judged in self._window:
-            verdict = judged.verdict
-            judged.score = fitted.get(judged.seq, self.score(verdict.similarity, verdict.margin))
-            self.tenant.add(judged.score, verdict.correct)
+    def install(self, fit: Fit) -> None:
+        """The fit's scorer and boundary; verdicts that came during the fit are added with
+        the new scorer's score, and those that left the window meanwhile are uncounted."""
+        self.scorer, self._fitted, self.tenant = fit.scorer, fit.scores, fit.boundary
+        self.tenant.reconfigure(self.settings)  # a reload may have come during the fit
+        for old in self._left_during_fit:
+            if old.seq in fit.scores:
+                self.tenant.forget(fit.scores[old.seq], old.verdict.correct)
+        self._left_during_fit.clear()
+        self.since_fit = 0
+        for judged in reversed(self._window):  # the newest: few, the fit took milliseconds
+            if judged.seq <= fit.last_seq:
+                break
+            judged.score = self.score(judged.verdict.similarity, judged.verdict.margin)
+            self.tenant.add(judged.score, judged.verdict.correct)
+            self.since_fit += 1
         self.tenant.refresh()
 
 
@@ -252,8 +288,16 @@ class Explorer:
             await self._shared.add_online_verdict(tenant, verdict)
 
     def record(self, tenant: str, verdict: OnlineVerdict, config: OnlineVerifyPolicy) -> None:
+        self.record_many(tenant, [verdict], config)
+
+    def record_many(
+        self, tenant: str, verdicts: Sequence[OnlineVerdict], config: OnlineVerifyPolicy
+    ) -> None:
+        """Counts them, refreshes the boundary once, and starts a refit when one is due."""
         state = self._state(tenant, online_settings(config))
-        state.record(verdict)
+        for verdict in verdicts:
+            state.record(verdict, refresh=False)
+        state.tenant.refresh()
         self._metrics.online_boundary.labels(tenant).set(state.boundary)
         if state.refit_due():
             state.fitting = True
@@ -261,9 +305,8 @@ class Explorer:
 
     async def _refit(self, tenant: str, state: TenantEvidence) -> None:
         try:
-            seqs, rows, labels = state.training_data()
-            scorer, out_of_fold = await asyncio.to_thread(fit_scorer, rows, labels)
-            state.install(scorer, seqs, out_of_fold)
+            fit = await asyncio.to_thread(fit_window, state.window(), state.settings)
+            state.install(fit)
             self._metrics.online_boundary.labels(tenant).set(state.boundary)
         finally:
             state.fitting = False
@@ -288,8 +331,7 @@ class Explorer:
                 if read is None or read[1] == self._positions.get(tenant, ""):
                     break
                 verdicts, self._positions[tenant] = read
-                for verdict in verdicts:
-                    self.record(tenant, verdict, config)
+                self.record_many(tenant, verdicts, config)  # up to ONLINE_READ_BATCH at once
 
     async def _follow_forever(
         self, tenants: Callable[[], Sequence[tuple[str, OnlineVerifyPolicy]]]
@@ -301,8 +343,8 @@ class Explorer:
                 logger.warning("reading shared online verdicts failed: %s", type(exc).__name__)
             await asyncio.sleep(SHARED_REFRESH_S)
 
-    def training_data(self, tenant: str) -> tuple[list[int], Matrix, Matrix]:
-        return self._tenants[tenant].training_data()
+    def window(self, tenant: str) -> list[_Judged]:
+        return self._tenants[tenant].window()
 
     # ---- reports and lifecycle ------------------------------------------------------------
     def report(self, tenant: str, config: OnlineVerifyPolicy) -> dict[str, Any]:

@@ -277,3 +277,25 @@ async def test_a_restarted_proxy_keeps_its_learned_boundary(
         await wait_until(learned, what="the verdicts to be read back")
         assert (await online_report(second))["boundary"] == 0.5
         assert (await ask(second, PARAPHRASES[0])).headers["x-cache"] == "HIT"
+
+
+async def test_the_boundary_counts_exactly_the_window_through_refits(monkeypatch: Any) -> None:
+    """Verdicts keep arriving while refits run in their thread and old ones leave the window:
+    the boundary's counts stay those of the window (nothing counted twice or left behind)."""
+    monkeypatch.setattr("cache_proxy.explore.VERDICTS_KEPT", 300)
+    monkeypatch.setattr("cache_proxy.explore.REFIT_EVERY", 50)
+    explorer = Explorer(lambda config: _HeldJudge(), Metrics(), seed=5)
+    config = OnlineVerifyPolicy(enabled=True, max_error=0.05)
+    draws = __import__("random").Random(5)
+    for i in range(2000):
+        margin = draws.random() * 0.2
+        verdict = OnlineVerdict(0.8 + draws.random() * 0.2, draws.random() < 0.6 + 2 * margin,
+                                f"e{i}", margin)  # fmt: skip
+        explorer.record("acme", verdict, config)
+        if i % 7 == 0:
+            await asyncio.sleep(0)  # let a refit finish now and then, mid-stream
+    await explorer.wait_idle()
+    state = explorer._tenants["acme"]
+    assert state.scorer.fitted and state.verdicts == 300
+    assert state.tenant.verdicts == 300
+    await explorer.aclose()
