@@ -148,6 +148,9 @@ DOCUMENTED_METRICS = {
     "cache_proxy_shadow_checks_total",
     "cache_proxy_effective_threshold",
     "cache_proxy_speculative_aborts_total",
+    "cache_proxy_online_boundary",
+    "cache_proxy_online_decisions_total",
+    "cache_proxy_online_verdicts_total",
 }
 
 
