@@ -69,6 +69,14 @@ class ProxyUnderTest:
     def headers(self, key: str = "sk-acme-1", **extra: str) -> dict[str, str]:
         return {"authorization": f"Bearer {key}", **extra}
 
+    async def tenant_report(self, path: str, tenant: str = "acme") -> dict[str, Any]:
+        """One tenant's part of GET /admin/<path> (with TWO_TENANTS' admin token)."""
+        admin = {"authorization": "Bearer admin-secret"}
+        response = await self.client.get(f"/admin/{path}", headers=admin)
+        assert response.status_code == 200
+        report: dict[str, Any] = response.json()["tenants"][tenant]
+        return report
+
 
 ProxyFactory = Callable[..., AbstractAsyncContextManager[ProxyUnderTest]]
 

@@ -16,7 +16,6 @@ from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 from tests.support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
-ADMIN = {"authorization": "Bearer admin-secret"}
 CACHED = "How do I reset my router password?"
 PARAPHRASES = [
     "How can I reset the password of my router?",
@@ -43,10 +42,7 @@ async def ask(p: ProxyUnderTest, text: str, key: str = "sk-acme-1") -> Any:
 
 
 async def online_report(p: ProxyUnderTest, tenant: str = "acme") -> dict[str, Any]:
-    response = await p.client.get("/admin/online", headers=ADMIN)
-    assert response.status_code == 200
-    report: dict[str, Any] = response.json()["tenants"][tenant]
-    return report
+    return await p.tenant_report("online", tenant)
 
 
 def explorer(p: ProxyUnderTest) -> Explorer:

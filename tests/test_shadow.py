@@ -9,7 +9,6 @@ from cache_proxy.shadow import MIN_VERDICTS, tightened_threshold
 from tests.conftest import TWO_TENANTS, ProxyFactory, ProxyUnderTest, chat
 
 CHAT = "/v1/chat/completions"
-ADMIN = {"authorization": "Bearer admin-secret"}
 CACHED = "How do I reset my router password?"
 PARAPHRASE = "How can I reset the password of my router?"
 
@@ -31,10 +30,7 @@ async def ask(p: ProxyUnderTest, text: str, **params: Any) -> Any:
 
 
 async def shadow_report(p: ProxyUnderTest, tenant: str = "acme") -> dict[str, Any]:
-    response = await p.client.get("/admin/shadow", headers=ADMIN)
-    assert response.status_code == 200
-    report: dict[str, Any] = response.json()["tenants"][tenant]
-    return report
+    return await p.tenant_report("shadow", tenant)
 
 
 async def test_agreeing_answers_count_as_agreed(proxy_factory: ProxyFactory) -> None:
