@@ -5,7 +5,7 @@
 Per query: embed it alone with the serving embedder (ONNX Runtime; what the proxy does on an
 exact-tier miss), then time what `verify.online` adds to a lookup: the runner-up margin over
 the top-4 candidates and `Explorer.decide` (learned score, boundary, per-entry evidence) for a
-tenant whose window is full (20,000 verdicts, scorer fitted, 50,000 entries with evidence).
+tenant whose window is full (20,000 verdicts, scorer fitted, 20,000 entries with evidence).
 The refit itself is timed too: it runs in a thread every 200 verdicts, never on the path.
 Medians and p95 in milliseconds.
 """

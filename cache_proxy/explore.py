@@ -40,7 +40,7 @@ from cache_proxy.verify.policy import OnlineVerifyPolicy
 
 logger = logging.getLogger(__name__)
 VERDICTS_KEPT = ONLINE_VERDICTS_KEPT
-ENTRIES_KEPT = 50_000
+ENTRIES_KEPT = 20_000
 MAX_JUDGES_IN_FLIGHT = 4  # the engine's spare capacity is for real traffic
 SHARED_REFRESH_S = 2.0
 REFIT_EVERY = 200  # verdicts between refits of the learned score
@@ -83,7 +83,7 @@ class Exploration:
     model: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Judged:
     seq: int
     verdict: OnlineVerdict

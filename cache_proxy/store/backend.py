@@ -44,7 +44,7 @@ class VerdictLog(Protocol):
 ONLINE_VERDICTS_KEPT = 20_000  # per tenant: the window the online boundary is learned over
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OnlineVerdict:
     """One judged exploration: the candidate's similarity, the verdict, the entry's exact key,
     and how far the runner-up candidate was behind."""

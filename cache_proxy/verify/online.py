@@ -41,7 +41,7 @@ class OnlineSettings:
     audit_rate: float = 0.05
 
 
-@dataclass
+@dataclass(slots=True)
 class EntryEvidence:
     """One entry's judged candidates: (similarity, correct), newest last."""
 
