@@ -106,7 +106,7 @@ def fit_window(window: list[_Judged], settings: OnlineSettings) -> Fit:
     rows = np.array([[j.verdict.similarity, j.verdict.margin] for j in window])
     labels = np.array([float(j.verdict.correct) for j in window])
     scorer, out_of_fold = fit_scorer(rows, labels)
-    scores = {j.seq: float(v) for j, v in zip(window, out_of_fold.tolist(), strict=True)}
+    scores = dict(zip([j.seq for j in window], out_of_fold.tolist(), strict=True))
     boundary = boundary_from(out_of_fold, labels, settings)
     return Fit(scorer, scores, boundary, window[-1].seq)
 

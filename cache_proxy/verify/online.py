@@ -23,8 +23,11 @@ prompts are served.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from cache_proxy.verify.bounds import Z_ONE_SIDED_95, wilson_upper
 
@@ -87,6 +90,16 @@ class TenantBoundary:
         """Count a verdict at `value` (a similarity, or a score in [0, 1]); `refresh` after."""
         index = self._bin(value)
         (self._correct if correct else self._wrong)[index] += 1
+
+    def add_all(self, values: Sequence[float], correct: Sequence[bool]) -> None:
+        """`add` of many at once (one pass in numpy: a refit's thread holds the GIL less)."""
+        bins = np.minimum(
+            self._bins - 1, np.maximum(0, (np.asarray(values) / GRID_STEP + 1e-9).astype(int))
+        )
+        right = np.asarray(correct, dtype=bool)
+        for counts, chosen in ((self._correct, right), (self._wrong, ~right)):
+            added = np.bincount(bins[chosen], minlength=self._bins).tolist()
+            counts[:] = [a + b for a, b in zip(counts, added, strict=True)]
 
     def forget(self, value: float, correct: bool) -> None:
         """Uncount a verdict that left the window (`add` of the same value before)."""

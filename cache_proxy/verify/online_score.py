@@ -131,7 +131,6 @@ def boundary_from(
     scores: Matrix, labels: npt.NDArray[np.float64], settings: OnlineSettings
 ) -> TenantBoundary:
     boundary = TenantBoundary(settings)
-    for value, label in zip(scores, labels, strict=True):
-        boundary.add(float(value), bool(label))
+    boundary.add_all(scores.tolist(), (labels > 0.5).tolist())
     boundary.refresh()
     return boundary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cache_proxy.verify.bounds import Z_ONE_SIDED_95, wilson_lower, wilson_upper
-from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings
+from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings, TenantBoundary
 
 NO_AUDIT = 0.99  # an audit draw above every audit_rate used here
 
@@ -61,3 +61,13 @@ def test_entry_evidence_is_bounded() -> None:
     for i in range(100):
         entry.record(0.5 + i / 1000, i == 0)
     assert len(entry.verdicts) == 16 and entry.verdicts[-1] == (0.599, False)
+
+
+def test_counting_many_at_once_is_counting_each() -> None:
+    values = [0.0, 0.005, 0.95, 0.9500000001, 0.999, 1.0, 1.2, -0.1]
+    correct = [True, False, True, True, False, True, True, False]
+    one_by_one, at_once = (TenantBoundary(OnlineSettings(min_verdicts=1)) for _ in range(2))
+    for value, right in zip(values, correct, strict=True):
+        one_by_one.add(value, right)
+    at_once.add_all(values, correct)
+    assert at_once._correct == one_by_one._correct and at_once._wrong == one_by_one._wrong
