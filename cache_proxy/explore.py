@@ -244,14 +244,16 @@ class Explorer:
         return state
 
     # ---- off the hit path -----------------------------------------------------------------
-    def explore(self, exploration: Exploration, fresh: Awaitable[Answer]) -> None:
-        """Judges `exploration` once `fresh` (the engine's answer to the client) is in."""
+    def explore(self, exploration: Exploration, fresh: Callable[[], Awaitable[Answer]]) -> None:
+        """Judges `exploration` once `fresh()` (the engine's answer to the client) is in."""
         self._spawn(self._judge(exploration, fresh))
 
-    async def _judge(self, exploration: Exploration, fresh: Awaitable[Answer]) -> None:
+    async def _judge(
+        self, exploration: Exploration, fresh: Callable[[], Awaitable[Answer]]
+    ) -> None:
         tenant = exploration.tenant
         try:
-            answer = await fresh
+            answer = await fresh()
         except Exception:  # the engine failed or every client left: nothing to compare
             self._count(tenant, "no_answer")
             return

@@ -236,7 +236,7 @@ class Pipeline:
     def _explore(self, found: Lookup, joined: Joined) -> Joined:
         """An exploration's verdict waits for the answer this miss gets from the engine."""
         if found.exploration is not None:
-            self.explorer.explore(found.exploration, joined.flight.result())
+            self.explorer.explore(found.exploration, joined.flight.result)
         return joined
 
     async def _speculate(self, call: Call) -> tuple[Response, str]:

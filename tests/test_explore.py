@@ -203,7 +203,7 @@ async def test_judges_beyond_the_bound_are_skipped_not_queued() -> None:
     judge = _HeldJudge()
     explorer = Explorer(lambda config: judge, Metrics(), seed=1)
     for i in range(MAX_JUDGES_IN_FLIGHT + 3):
-        explorer.explore(_exploration(i), _answer())
+        explorer.explore(_exploration(i), _answer)
     await wait_until(lambda: judge.running == MAX_JUDGES_IN_FLIGHT, what="the judges to run")
     await wait_until(
         lambda: explorer.report("acme", OnlineVerifyPolicy())["outcomes"].get("skipped_busy") == 3,
