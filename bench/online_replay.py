@@ -14,7 +14,7 @@ app, real MiniLM embedder, FAISS, guards, single flight, the explorer and its le
 Per tenant: every statement is asked once (a miss, stored), then every rewording once in a
 seeded order. A hit is right when the answer served is the rewording's own statement. Judges
 run in the background as in production; the replay waits for them after each request, so a
-run is reproducible.
+run is reproducible. "judge ok" is the share of the judge's verdicts that match the labels.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cache_proxy.app import create_app
 from cache_proxy.config import EmbeddingSettings, parse_settings
 from cache_proxy.embedding.base import Embedder
 from cache_proxy.embedding.loader import load_embedder
+from cache_proxy.verify.judges import JudgeCase
 from cache_tools.evaluation.online_eval import stream_sides
 from cache_tools.evaluation.pairs import Pair, load_pairs
 
@@ -75,16 +76,20 @@ class Replay:
     served: int = 0
     right: int = 0
     report: dict[str, Any] | None = None
+    judge_right: int = 0  # verdicts that agree with the labels
+    judge_wrong: int = 0
 
     def row(self) -> str:
         wrong = self.served - self.right
         outcomes = (self.report or {}).get("outcomes", {})
         judged = sum(outcomes.get(k, 0) for k in ("correct", "wrong"))
         boundary = (self.report or {}).get("boundary")
+        verdicts = self.judge_right + self.judge_wrong
+        accuracy = f"{self.judge_right / verdicts:.1%}" if verdicts else ""
         return (
             f"{self.name:<34}{self.served / self.queries:>8.1%}"
             f"{wrong / max(1, self.served):>8.2%}{self.right / self.queries:>8.1%}"
-            f"{judged:>8}{'' if boundary is None else f'{boundary:.3f}':>10}"
+            f"{judged:>8}{accuracy:>10}{'' if boundary is None else f'{boundary:.3f}':>10}"
         )
 
 
@@ -103,6 +108,7 @@ async def replay(
         while app.state.runtime.pipeline is None:
             await asyncio.sleep(0.05)
         explorer = app.state.runtime.pipeline.explorer
+        _score_the_judge(explorer, statement_of, result)
         to_proxy = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=to_proxy, base_url="http://proxy.bench") as client:
             for text in cache:
@@ -123,6 +129,27 @@ async def replay(
             report = (await client.get("/admin/online", headers=admin)).json()
             result.report = report["tenants"]["bench"] if tenant.get("verify") else None
     return result
+
+
+def _score_the_judge(explorer: Any, statement_of: dict[str, str], result: Replay) -> None:
+    """Wraps the explorer's judges to count their verdicts against the labels: right when
+    the cached answer is the statement the new prompt states."""
+    judge_for = explorer._judge_for
+
+    def counted(config: Any) -> Any:
+        judge = judge_for(config)
+
+        async def judged(case: JudgeCase) -> bool | None:
+            verdict: bool | None = await judge.judge(case)
+            if verdict is not None:
+                truth = case.cached_answer == statement_of.get(case.query, case.query)
+                result.judge_right += verdict == truth
+                result.judge_wrong += verdict != truth
+            return verdict
+
+        return type("Counted", (), {"kind": judge.kind, "judge": staticmethod(judged)})()
+
+    explorer._judge_for = counted
 
 
 async def _ask(client: httpx.AsyncClient, text: str) -> httpx.Response:
@@ -148,7 +175,8 @@ async def main() -> None:
         "online, defaults (bound 1%)": {"verify": {"online": {"enabled": True}}},
     }
     results = [await replay(n, t, pairs, args.seed, embedder) for n, t in tenants.items()]
-    print(f"{'tenant':<34}{'served':>8}{'wrong':>8}{'recall':>8}{'judged':>8}{'boundary':>10}")
+    print(f"{'tenant':<34}{'served':>8}{'wrong':>8}{'recall':>8}{'judged':>8}"
+          f"{'judge ok':>10}{'boundary':>10}")  # fmt: skip
     for result in results:
         print(result.row())
 

@@ -59,10 +59,10 @@ async def test_a_candidate_is_explored_and_judged_before_anything_is_learned(
     proxy_factory: ProxyFactory,
 ) -> None:
     async with proxy_factory(online_config(min_agreement=0.5)) as proxy:
-        await ask(proxy, CACHED)
-        explored = await ask(proxy, PARAPHRASES[0])
+        await ask(proxy, f"{CACHED} [[echo]]")  # answers: the prompts' own words
+        explored = await ask(proxy, f"{PARAPHRASES[0]} [[echo]]")
         assert explored.headers["x-cache"] == "MISS"  # the client got the engine's answer
-        assert explored.json()["choices"][0]["message"]["content"].startswith("Answer 2:")
+        assert explored.json()["choices"][0]["message"]["content"] == PARAPHRASES[0]
         assert proxy.upstream.completions_called == 2  # no judge call: answers are compared
         report = await online_report(proxy)
         assert report["outcomes"] == {"correct": 1}
@@ -78,8 +78,9 @@ async def test_judged_explorations_lower_the_boundary_until_paraphrases_are_serv
     # A loose bound so a handful of verdicts certify it: 7 right of 7 -> 95% upper bound 0.28.
     config = online_config(max_error=0.3, min_verdicts=1, audit_rate=0.0, min_agreement=0.5)
     async with proxy_factory(config) as proxy:
-        await ask(proxy, CACHED)
-        outcomes = [(await ask(proxy, text)).headers["x-cache"] for text in PARAPHRASES]
+        await ask(proxy, f"{CACHED} [[echo]]")
+        asked = [f"{text} [[echo]]" for text in PARAPHRASES]
+        outcomes = [(await ask(proxy, text)).headers["x-cache"] for text in asked]
         report = await online_report(proxy)
         assert outcomes[0] == "MISS" and report["boundary"] < 1.0
         assert "HIT" in outcomes  # served once the verdicts certified a boundary below it

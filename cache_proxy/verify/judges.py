@@ -6,8 +6,9 @@ would have been right), False (wrong) or None (no verdict: the judge failed or c
 nothing is learned). Judges run off the hit path, in the explorer's bounded background tasks.
 
 - `AnswerAgreementJudge`: the two answers embedded with the cache's own model; cosine at or
-  above `min_agreement` is "right". Costs two embeddings, no engine call. Blind to answers
-  that say the same words about different things (a year, a name): pair it with the guards.
+  above `min_agreement` is "right". Costs two embeddings, no engine call. Embeddings are
+  blind to answers that say the same words about different things (a number, a negation, an
+  antonym), so the default guards run on the two answers first: one that fires is "wrong".
 - `LLMJudge`: the engine is asked, greedily and briefly, whether the cached answer answers the
   new prompt, with the fresh answer as the reference. On a real instruction-tuned model this
   is the strong judge; on the tiny CPU test model its answer is noise, and it only shows the
@@ -16,6 +17,7 @@ nothing is learned). Judges run off the hit path, in the explorer's bounded back
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +26,16 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from cache_proxy.verify.guards import failed_guard
+from cache_proxy.verify.policy import GuardPolicy
+
 Vector = npt.NDArray[np.float32]
 Embed = Callable[[str], Awaitable[Vector]]
 AskEngine = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 JUDGE_MAX_TOKENS = 3
 _ANSWER_CHARS = 2000  # of each answer shown to the LLM judge: bounded prompt, bounded cost
 _YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+ANSWER_GUARDS = GuardPolicy()  # numbers, negation, antonyms (the prompts' defaults)
 
 
 @dataclass(frozen=True)
@@ -50,14 +56,18 @@ class Judge(Protocol):
 class AnswerAgreementJudge:
     kind = "answer_agreement"
 
-    def __init__(self, embed: Embed, min_agreement: float) -> None:
+    def __init__(self, embed: Embed, min_agreement: float, guards: GuardPolicy = ANSWER_GUARDS):
         self._embed = embed
         self.min_agreement = min_agreement
+        self.guards = guards
 
     async def judge(self, case: JudgeCase) -> bool | None:
         cached, fresh = case.cached_answer.strip(), case.fresh_answer.strip()
         if cached == fresh:
             return True
+        # O(answer length): off the event loop (answers can be long)
+        if await asyncio.to_thread(failed_guard, fresh, cached, self.guards) is not None:
+            return False
         first = await self._embed(cached)
         second = await self._embed(fresh)
         return float(np.dot(first, second)) >= self.min_agreement

@@ -4,7 +4,9 @@ The last user turn steers it: `[[500]]`, `[[503]]`, `[[400]]` answer with that s
 `[[cut]]` ends the stream before [DONE] (a JSON answer: half its body), `[[nofinish]]` omits
 finish_reason,
 `[[midstream-error]]` sends an error event, `[[slow:S]]` waits S seconds per chunk,
-`[[reply:WORD]]` answers WORD alone (anywhere in the prompt: a judge's prompt quotes it).
+`[[reply:WORD]]` answers WORD alone (anywhere in the prompt: a judge's prompt quotes it),
+`[[echo]]` answers the prompt itself, markers removed (no call number: answers to
+paraphrases then differ only in their words).
 Every completion call is counted, so tests can prove the engine was (not) called, and the end
 of every stream is recorded, so a test can wait for one to be over and see how it ended.
 """
@@ -78,6 +80,8 @@ class ScriptedUpstream:
                 return JSONResponse({"error": error, "object": "error"}, status_code=status)
         reply = _REPLY.search(prompt)
         text = reply.group(1) if reply else f"Answer {self.completions_called}: {prompt}"
+        if "[[echo]]" in prompt:
+            text = prompt.replace("[[echo]]", "").strip()
         if body.get("stream"):
             return StreamingResponse(
                 self._stream(endpoint, body, prompt, text), media_type="text/event-stream"

@@ -14,6 +14,7 @@ from cache_proxy.verify.judges import (
     judge_prompt,
     parse_verdict,
 )
+from cache_proxy.verify.policy import GuardPolicy
 
 CASE = JudgeCase(
     query="How can I reset the password of my router?",
@@ -40,6 +41,18 @@ async def test_answers_that_say_the_same_agree_and_others_do_not(embedder: Embed
     other = JudgeCase(CASE.query, CASE.cached_prompt, "Paris is the capital of France.",
                       CASE.fresh_answer, "tiny")  # fmt: skip
     assert await judge.judge(other) is False
+    await batcher.close()
+
+
+async def test_answers_one_number_apart_are_wrong_though_their_embeddings_agree(
+    embedder: Embedder,
+) -> None:
+    batcher = MicroBatcher(embedder)
+    apart = JudgeCase(CASE.query, CASE.cached_prompt, "Hold the reset button for 10 seconds.",
+                      "Hold the reset button for 30 seconds.", "tiny")  # fmt: skip
+    unguarded = GuardPolicy(numbers=False, negation=False, antonyms=False)
+    assert await AnswerAgreementJudge(batcher.embed, 0.9, unguarded).judge(apart) is True
+    assert await AnswerAgreementJudge(batcher.embed, 0.9).judge(apart) is False
     await batcher.close()
 
 
