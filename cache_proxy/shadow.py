@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from cache_proxy.assemble import answer_from_json
 from cache_proxy.embedding import MicroBatcher
 from cache_proxy.metrics import Metrics
@@ -27,6 +25,7 @@ from cache_proxy.schemas import Endpoint
 from cache_proxy.store import Answer, Verdict, VerdictLog
 from cache_proxy.upstream import PATHS, Upstream
 from cache_proxy.verify.bounds import wilson_lower
+from cache_proxy.verify.judges import answer_agreement
 
 logger = logging.getLogger(__name__)
 # The engine's spare capacity is for real traffic: beyond this many checks at once, skip.
@@ -216,9 +215,4 @@ class ShadowChecker:
         return answer_from_json(request.endpoint, request.model, parsed)
 
     async def _agreement(self, served: str, fresh: str) -> float:
-        if served.strip() == fresh.strip():
-            return 1.0
-        first, second = await asyncio.gather(
-            self._embedder.embed(served), self._embedder.embed(fresh)
-        )
-        return float(np.dot(first, second))
+        return await answer_agreement(self._embedder.embed, served, fresh)

@@ -53,6 +53,15 @@ class Judge(Protocol):
     async def judge(self, case: JudgeCase) -> bool | None: ...
 
 
+async def answer_agreement(embed: Embed, first: str, second: str) -> float:
+    """Cosine of two answers' embeddings (1.0 when they are the same text): also what shadow
+    verification (cache_proxy/shadow.py) measures."""
+    if first.strip() == second.strip():
+        return 1.0
+    one, other = await asyncio.gather(embed(first), embed(second))
+    return float(np.dot(one, other))
+
+
 class AnswerAgreementJudge:
     kind = "answer_agreement"
 
@@ -68,9 +77,7 @@ class AnswerAgreementJudge:
         # O(answer length): off the event loop (answers can be long)
         if await asyncio.to_thread(failed_guard, fresh, cached, self.guards) is not None:
             return False
-        first = await self._embed(cached)
-        second = await self._embed(fresh)
-        return float(np.dot(first, second)) >= self.min_agreement
+        return await answer_agreement(self._embed, cached, fresh) >= self.min_agreement
 
 
 def judge_prompt(case: JudgeCase) -> str:
