@@ -3,12 +3,15 @@
 Every failure (refused, reset, timed out, an error reply) becomes SharedUnavailable and is
 counted; the caller degrades (a miss, a local-only change). While Redis is down, calls on the
 request path fail at once instead of each waiting for the timeout; the follower keeps probing
-and the first call that succeeds closes the breaker again.
+and the first call that succeeds closes the breaker again. Idle pooled connections are
+closed around each failure and recovery: after a restart they are dead, and would each
+cost one command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -73,9 +76,23 @@ class RedisTier:
             if task is not None and task.cancelling():  # redis-py turns a cancel into an error
                 raise asyncio.CancelledError from exc
             self._failed(operation, exc)
+            await self._drop_idle_connections()
             raise SharedUnavailable(operation) from exc
+        if self.state != "ok":
+            await self._drop_idle_connections()
         self._succeeded()
         return result
+
+    async def _drop_idle_connections(self) -> None:
+        """Connections pooled before an outage are dead after it (Redis restarted, failed
+        over), yet the pool hands them out as live: each would fail its next command, a
+        store lost. Around every failure and recovery the idle ones are closed, so the
+        next calls connect afresh; connections in use finish or fail on their own."""
+        if self.closing:
+            return
+        for client in (self.client, self.blocking):
+            with contextlib.suppress(RedisError, OSError):
+                await client.connection_pool.disconnect(inuse_connections=False)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         if self.closing:

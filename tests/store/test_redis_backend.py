@@ -226,6 +226,25 @@ async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-un
         server.stop()
 
 
+async def test_every_store_lands_once_redis_is_back(  # type: ignore[no-untyped-def]
+    replica, tmp_path: Path
+) -> None:
+    """Connections pooled before an outage are dead after it; none may cost a store."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        async with replica(url=server.url) as a:
+            assert all(await asyncio.gather(*(put(a, "acme", entry(i)) for i in range(8))))
+            server.stop()
+            assert not await put(a, "acme", entry(8))
+            server.start()
+            await wait_until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
+            stored = await asyncio.gather(*(put(a, "acme", entry(i)) for i in range(10, 18)))
+            assert stored == [True] * 8
+            assert a.health()["state"] == "ok"
+    finally:
+        server.stop()
+
+
 async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ignore[no-untyped-def]
     replica, embedder
 ) -> None:
