@@ -4,8 +4,8 @@ Every failure (refused, reset, timed out, an error reply) becomes SharedUnavaila
 counted; the caller degrades (a miss, a local-only change). While Redis is down, calls on the
 request path fail at once instead of each waiting for the timeout; the follower keeps probing
 and the first call that succeeds closes the breaker again. Idle pooled connections are
-closed around each failure and recovery: after a restart they are dead, and would each
-cost one command.
+closed when the tier goes down and when it comes back: after a restart they are dead,
+and would each cost one command.
 """
 
 from __future__ import annotations
@@ -75,41 +75,47 @@ class RedisTier:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # redis-py turns a cancel into an error
                 raise asyncio.CancelledError from exc
-            self._failed(operation, exc)
-            await self._drop_idle_connections()
+            if self._failed(operation, exc):  # the tier just went down
+                await self._drop_idle_connections()
             raise SharedUnavailable(operation) from exc
-        if self.state != "ok":
+        if self._succeeded():  # the tier just came back
             await self._drop_idle_connections()
-        self._succeeded()
         return result
 
     async def _drop_idle_connections(self) -> None:
         """Connections pooled before an outage are dead after it (Redis restarted, failed
         over), yet the pool hands them out as live: each would fail its next command, a
-        store lost. Around every failure and recovery the idle ones are closed, so the
-        next calls connect afresh; connections in use finish or fail on their own."""
+        store lost. When the tier goes down and when it comes back the idle ones are closed,
+        so the next calls connect afresh; connections in use finish or fail on their own.
+        (Only at those two moments: a reconnect storm on every timeout would cost more.)"""
         if self.closing:
             return
         for client in (self.client, self.blocking):
             with contextlib.suppress(RedisError, OSError):
                 await client.connection_pool.disconnect(inuse_connections=False)
 
-    def _failed(self, operation: str, exc: BaseException) -> None:
+    def _failed(self, operation: str, exc: BaseException) -> bool:
+        """Counts the failure; True when it turned the tier from up to degraded."""
         if self.closing:
-            return
+            return False
         self._metrics.shared_tier_errors.labels(operation).inc()
         self._metrics.shared_tier_up.set(0)
         self._failed_at = time.monotonic()
         self.last_error = f"{operation}: {type(exc).__name__}"  # never the URL (password)
-        if self.state != "degraded":
+        went_down = self.state != "degraded"
+        if went_down:
             logger.warning("shared tier (Redis) degraded: %s", self.last_error)
         self.state = "degraded"
+        return went_down
 
-    def _succeeded(self) -> None:
+    def _succeeded(self) -> bool:
+        """True when this success ended an outage."""
+        came_back = self.state == "degraded"
         if self.state != "ok":
             logger.info("shared tier (Redis) is up")
         self.state = "ok"
         self._metrics.shared_tier_up.set(1)
+        return came_back
 
     async def aclose(self) -> None:
         await self.client.aclose()
