@@ -43,7 +43,13 @@ def needs(extra: str, command: str, run: Callable[[], Command]) -> Command:
                 file=sys.stderr,
             )
             return 2
-        return run()(args)
+        from cache_tools.evaluation.pairs import PairsFileError  # stdlib only, once one runs
+
+        try:
+            return run()(args)
+        except PairsFileError as exc:  # a user's file: a sentence, not a traceback
+            print(f"cache-proxy {command}: {exc}", file=sys.stderr)
+            return 2
 
     return checked
 

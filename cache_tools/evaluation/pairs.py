@@ -38,16 +38,59 @@ def _open_text(path: Path) -> Iterator[str]:
         yield from handle
 
 
+# Field names of the common pair formats: ours first, then QQP (GLUE), then MRPC/PAWS/SNLI.
+FIELD_NAMES = (
+    ("text_a", "text_b", "label"),
+    ("question1", "question2", "is_duplicate"),
+    ("sentence1", "sentence2", "label"),
+)
+
+
+class PairsFileError(ValueError):
+    """A pairs file that yields no pairs, or a line that is not JSON: said, never guessed."""
+
+
 def load_pairs(path: str | Path) -> list[Pair]:
-    """Reads every pair; lines missing a field are skipped rather than guessed."""
-    pairs = []
-    for line in _open_text(Path(path)):
+    """Reads every pair. A row in none of FIELD_NAMES' shapes, or with a label that is not
+    0/1, is skipped; a file where every row is skipped is an error that names the fields."""
+    pairs, skipped = [], 0
+    for number, line in enumerate(_open_text(Path(path)), start=1):
         if not line.strip():
             continue
-        row = json.loads(line)
-        if {"text_a", "text_b", "label"} <= row.keys():
-            pairs.append(Pair(str(row["text_a"]), str(row["text_b"]), int(row["label"])))
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PairsFileError(f"{path}: line {number} is not JSON ({exc.msg})") from exc
+        pair = _pair_of(row) if isinstance(row, dict) else None
+        if pair is None:
+            skipped += 1
+        else:
+            pairs.append(pair)
+    if not pairs:
+        shapes = " or ".join("/".join(names) for names in FIELD_NAMES)
+        raise PairsFileError(
+            f"{path}: no labelled pairs ({skipped} rows skipped); each line needs {shapes}"
+            " with a 0/1 label"
+        )
     return pairs
+
+
+def _pair_of(row: dict[str, object]) -> Pair | None:
+    for first, second, label_field in FIELD_NAMES:
+        if {first, second, label_field} <= row.keys():
+            label = _binary(row[label_field])
+            return None if label is None else Pair(str(row[first]), str(row[second]), label)
+    return None
+
+
+def _binary(value: object) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return int(value)
+    return None
 
 
 def pair_bucket(pair: Pair) -> int:

@@ -135,3 +135,14 @@ def test_eval_online_policy_reports_beside_the_oracle(
     online = next(line for line in out.splitlines() if line.startswith("online   "))
     assert int(online.split()[-2]) > 0  # judge calls: it explored
     assert "oracle static" in out and "(judged" in out and "(conser" in out
+
+
+def test_eval_on_a_file_without_pairs_says_which_fields_it_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text('{"premise": "x", "hypothesis": "y", "label": 1}\n')
+    for policy in ("static", "online"):
+        assert main(["eval", "--pairs", str(foreign), "--policy", policy]) == 2
+        error = capsys.readouterr().err
+        assert "no labelled pairs" in error and "question1/question2/is_duplicate" in error

@@ -4,6 +4,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cache_proxy.verify.policy import GuardPolicy, VerifierPolicy, VerifyPolicy
@@ -65,3 +66,32 @@ def test_the_reworded_statements_domain_is_well_formed() -> None:
     assert paraphrases >= 800 and len(pairs) - paraphrases >= 200  # and hard negatives
     assert len({p.text_b for p in pairs}) == len(pairs)  # every prompt asked once
     assert all(p.text_a != p.text_b and not p.text_b.endswith("?") for p in pairs)
+
+
+def test_pairs_files_of_the_common_shapes_load_and_a_foreign_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    from cache_tools.evaluation.pairs import PairsFileError
+
+    rows = [
+        {"question1": "How to bake bread?", "question2": "How is bread baked?", "is_duplicate": 1},
+        {"sentence1": "The sky is blue.", "sentence2": "The sky is green.", "label": "0"},
+        {"text_a": "a", "text_b": "b", "label": True},
+        {"text_a": "a", "text_b": "c", "label": 0.5},  # not a 0/1 label: skipped
+        {"premise": "x", "hypothesis": "y", "label": 1},  # no known shape: skipped
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert load_pairs(path) == [
+        Pair("How to bake bread?", "How is bread baked?", 1),
+        Pair("The sky is blue.", "The sky is green.", 0),
+        Pair("a", "b", 1),
+    ]
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text(json.dumps(rows[-1]) + "\n")
+    with pytest.raises(PairsFileError, match="text_a/text_b/label"):
+        load_pairs(foreign)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(PairsFileError, match="line 2"):
+        load_pairs(broken)
