@@ -245,6 +245,32 @@ async def test_every_store_lands_once_redis_is_back(  # type: ignore[no-untyped-
         server.stop()
 
 
+async def test_a_redis_that_comes_back_empty_empties_every_mirror(  # type: ignore[no-untyped-def]
+    replica, tmp_path: Path
+) -> None:
+    """A cache-only Redis (no persistence) restarted: the mirrors follow it, none keeps serving
+    what the shared tier lost, and stores work again at once."""
+    server = RedisServer(tmp_path / "redis", persistent=False).start()
+    try:
+        async with replica(url=server.url) as a, replica(url=server.url) as b:
+            assert await put(a, "acme", entry(1))
+            await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+            server.stop()
+            server.start()
+            for mirror in (a, b):
+                await wait_until(
+                    lambda m=mirror: (
+                        m.health()["state"] == "ok"  # type: ignore[misc]
+                        and not m.follower.rebuilding
+                        and m.tenant("acme").peek_exact("exact-1") is None
+                    )
+                )
+            assert await put(a, "acme", entry(2))
+            await wait_until(lambda: b.tenant("acme").peek_exact("exact-2") is not None)
+    finally:
+        server.stop()
+
+
 async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ignore[no-untyped-def]
     replica, embedder
 ) -> None:

@@ -2,6 +2,7 @@
 
 Append-only with fsync on every write, as a production tier would run: a stop and a start
 on the same port keep the data, so tests can take Redis away mid-run and bring it back.
+`persistent=False` is a cache-only Redis instead: a restart comes back empty.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from tests.support.servers import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, password: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        password: str | None = None,
+        tls: bool = False,
+        persistent: bool = True,
+    ) -> None:
         self.directory = directory
+        self.persistent = persistent  # False: a restart loses every key (a cache-only Redis)
         self.port = free_port()
         self.password = password
         self.tls = tls
@@ -46,7 +54,8 @@ class RedisServer:
             "--dir",
             str(self.directory),
         ]
-        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        args += ["--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else []
         if self.password:
             args += ["--requirepass", self.password]
         if self.tls:
