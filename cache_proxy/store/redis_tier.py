@@ -90,7 +90,7 @@ class RedisTier:
         (Only at those two moments: a reconnect storm on every timeout would cost more.)"""
         if self.closing:
             return
-        for client in (self.client, self.blocking):
+        for client in (self.client, self.blocking):  # each close is bounded by the timeout
             with contextlib.suppress(RedisError, OSError):
                 await client.connection_pool.disconnect(inuse_connections=False)
 
