@@ -181,11 +181,12 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="unlabelled pairs: a wrong verdict (conservative) or none (labelled)",
     )  # fmt: skip
     online.add_argument(
-        "--scorer", choices=["similarity", "margin", "learned", "verifier"],
-        default="similarity",
-        help="the boundary on cosine; on a score learned online from the similarity and the "
-        "margin to the runner-up candidate (what the proxy does); from the pair features and "
-        "the margin; or from a trained verifier's score (--verifier) and the margin",
+        "--scorer", choices=["margin", "similarity", "learned", "verifier"],
+        default="margin",
+        help="margin (default, what the proxy does): the boundary on a score learned online "
+        "from the similarity and the margin to the runner-up candidate; similarity: on cosine "
+        "alone; learned: from the pair features and the margin; verifier: from a trained "
+        "verifier's score (--verifier) and the margin",
     )  # fmt: skip
     online.add_argument(
         "--stream", choices=["pairs", "paraphrases"], default="pairs",

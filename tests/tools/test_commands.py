@@ -132,7 +132,8 @@ def test_eval_online_policy_reports_beside_the_oracle(
     args = ["eval", "--pairs", str(pairs_file), "--policy", "online", "--judge", "labelled"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    online = next(line for line in out.splitlines() if line.startswith("online   "))
+    # the default scorer is the proxy's own: similarity and the margin to the runner-up
+    online = next(line for line in out.splitlines() if line.startswith("online, similarity+"))
     assert int(online.split()[-2]) > 0  # judge calls: it explored
     assert "oracle static" in out and "(judged" in out and "(conser" in out
 
