@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,16 @@ def replica(redis_server: RedisServer, redis_prefix: str) -> Callable[..., objec
             await backend.aclose()
 
     return make
+
+
+@contextmanager
+def own_redis(tmp_path: Path, persistent: bool = True) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start."""
+    server = RedisServer(tmp_path / "redis", persistent=persistent).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def put(backend: RedisBackend, tenant: str, stored: StoredEntry) -> bool:
@@ -207,8 +217,7 @@ async def test_a_leader_that_gives_up_releases_the_followers_at_once(replica) ->
 async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-untyped-def]
     replica, tmp_path: Path
 ) -> None:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
+    with own_redis(tmp_path) as server:
         async with replica(url=server.url) as a:
             await put(a, "acme", entry(1))
             server.stop()
@@ -222,16 +231,13 @@ async def test_redis_down_degrades_and_recovers_by_itself(  # type: ignore[no-un
             await wait_until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
             assert await put(a, "acme", entry(2))
             assert a.tenant("acme").peek_exact("exact-1") is not None  # kept by Redis (AOF)
-    finally:
-        server.stop()
 
 
 async def test_every_store_lands_once_redis_is_back(  # type: ignore[no-untyped-def]
     replica, tmp_path: Path
 ) -> None:
     """Connections pooled before an outage are dead after it; none may cost a store."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
+    with own_redis(tmp_path) as server:
         async with replica(url=server.url) as a:
             assert all(await asyncio.gather(*(put(a, "acme", entry(i)) for i in range(8))))
             server.stop()
@@ -241,8 +247,6 @@ async def test_every_store_lands_once_redis_is_back(  # type: ignore[no-untyped-
             stored = await asyncio.gather(*(put(a, "acme", entry(i)) for i in range(10, 18)))
             assert stored == [True] * 8
             assert a.health()["state"] == "ok"
-    finally:
-        server.stop()
 
 
 async def test_a_redis_that_comes_back_empty_empties_every_mirror(  # type: ignore[no-untyped-def]
@@ -250,8 +254,7 @@ async def test_a_redis_that_comes_back_empty_empties_every_mirror(  # type: igno
 ) -> None:
     """A cache-only Redis (no persistence) restarted: the mirrors follow it, none keeps serving
     what the shared tier lost, and stores work again at once."""
-    server = RedisServer(tmp_path / "redis", persistent=False).start()
-    try:
+    with own_redis(tmp_path, persistent=False) as server:
         async with replica(url=server.url) as a, replica(url=server.url) as b:
             assert await put(a, "acme", entry(1))
             await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
@@ -267,8 +270,6 @@ async def test_a_redis_that_comes_back_empty_empties_every_mirror(  # type: igno
                 )
             assert await put(a, "acme", entry(2))
             await wait_until(lambda: b.tenant("acme").peek_exact("exact-2") is not None)
-    finally:
-        server.stop()
 
 
 async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ignore[no-untyped-def]
