@@ -173,6 +173,7 @@ async def main() -> None:
         "static 0.92 (README example)": {"threshold": 0.92},
         "static 0.97": {"threshold": 0.97},
         "online, defaults (bound 1%)": {"verify": {"online": {"enabled": True}}},
+        "online, confidence 0.9": {"verify": {"online": {"enabled": True, "confidence": 0.9}}},
     }
     results = [await replay(n, t, pairs, args.seed, embedder) for n, t in tenants.items()]
     print(f"{'tenant':<34}{'served':>8}{'wrong':>8}{'recall':>8}{'judged':>8}"

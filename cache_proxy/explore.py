@@ -65,6 +65,7 @@ def online_settings(config: OnlineVerifyPolicy) -> OnlineSettings:
         floor=config.floor,
         min_verdicts=config.min_verdicts,
         audit_rate=config.audit_rate,
+        confidence=config.confidence,
     )
 
 
@@ -354,6 +355,7 @@ class Explorer:
         return {
             "enabled": config.enabled,
             "max_error": config.max_error,
+            "confidence": config.confidence,
             "judge": config.judge,
             "boundary": state.boundary if state is not None else 1.0,
             "verdicts_in_window": state.verdicts if state is not None else 0,

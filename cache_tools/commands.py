@@ -175,6 +175,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     online.add_argument("--floor", type=float, default=0.6, help="below it: a plain miss")
     online.add_argument("--min-verdicts", type=int, default=30)
     online.add_argument("--audit-rate", type=float, default=0.05)
+    online.add_argument(
+        "--confidence", type=float, default=0.95, help="of the one-sided bound (0.8 to 0.999)"
+    )
     online.add_argument("--seed", type=int, default=0, help="query order and audit draws")
     online.add_argument(
         "--judge", choices=["conservative", "labelled"], default="conservative",

@@ -44,6 +44,10 @@ def test_the_minimal_file_is_accepted_as_is(tmp_path: Path) -> None:
         ({"tenants": {"a": {}}, "cache": {"redis": {"url": "http://r:6379"}}}, "cache.redis.url"),
         ({"tenants": {"a": {"ttl_s": 0}}}, "tenants.a.ttl_s"),
         ({"tenants": {"a": {}}, "cache": {"backend": "memcached"}}, "cache.backend"),
+        (
+            {"tenants": {"a": {"verify": {"online": {"confidence": 0.5}}}}},
+            "tenants.a.verify.online.confidence",
+        ),
     ],
 )
 def test_errors_name_the_key(raw: object, named: str) -> None:

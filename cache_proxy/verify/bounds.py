@@ -4,8 +4,14 @@ verdict; for 0 failures in n the upper bound is z^2/(n+z^2), close to the exact 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 Z_ONE_SIDED_95 = 1.6449  # P(Z > z) = 0.05
+
+
+def one_sided_z(confidence: float) -> float:
+    """The normal quantile of a one-sided bound at `confidence` (0.95 -> 1.6449)."""
+    return NormalDist().inv_cdf(confidence)
 
 
 def _centre_and_spread(failures: int, total: int, z: float) -> tuple[float, float, float]:

@@ -11,11 +11,11 @@ A candidate (the nearest cached entry at similarity s) is served, explored or mi
 - **missed** below `floor`.
 
 The boundary is the lowest similarity s* of a grid such that, among the verdicts at or above s*,
-there are at least `min_verdicts` and the one-sided 95% Wilson upper bound of the wrong share
-is at most `max_error`. It rests on one assumption: the error
+there are at least `min_verdicts` and the one-sided Wilson upper bound (at `confidence`, 95% by
+default) of the wrong share is at most `max_error`. It rests on one assumption: the error
 rate does not rise with similarity (true on average for sentence embeddings; per entry it need
 not be, which is why an entry's own wrong verdicts override the tenant boundary). Served hits
-above the boundary then have a wrong rate at most `max_error` with 95% confidence *on
+above the boundary then have a wrong rate at most `max_error` with that confidence *on
 the traffic the verdicts came from*, a stationarity assumption: the audits keep re-measuring.
 Until enough verdicts exist nothing is certified (the boundary reads 1.0): only identical
 prompts are served.
@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from cache_proxy.verify.bounds import Z_ONE_SIDED_95, wilson_upper
+from cache_proxy.verify.bounds import one_sided_z, wilson_upper
 
 Action = Literal["serve", "explore", "miss"]
 GRID_STEP = 0.005
@@ -42,6 +42,7 @@ class OnlineSettings:
     floor: float = 0.6
     min_verdicts: int = 30
     audit_rate: float = 0.05
+    confidence: float = 0.95  # of the one-sided bound: 0.95 needs 268 clean verdicts for 1%
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ class TenantBoundary:
     def _lowest_safe(self) -> int:
         """Scan from the top: the lowest bin *with verdicts* whose tail (it and above) passes
         the bound; similarities below the lowest verdict are unknown, never served."""
-        settings = self.settings
+        settings, z = self.settings, one_sided_z(self.settings.confidence)
         wrong = total = 0
         lowest = self._bins
         for index in range(self._bins - 1, -1, -1):
@@ -135,7 +136,7 @@ class TenantBoundary:
             total += here
             if here == 0 or total < settings.min_verdicts:
                 continue
-            bound = wilson_upper(wrong, total, Z_ONE_SIDED_95)
+            bound = wilson_upper(wrong, total, z)
             if bound <= settings.max_error:
                 lowest = index
         return lowest

@@ -26,6 +26,9 @@ def online_command(args: argparse.Namespace) -> int:
     if args.scorer == "verifier" and not args.verifier:
         print("eval --scorer verifier needs --verifier DIR (a trained verifier)")
         return 2
+    if not 0.8 <= args.confidence <= 0.999:
+        print("eval --confidence: from 0.8 to 0.999 (as verify.online.confidence)")
+        return 2
     pairs = load_pairs(args.pairs)
     book, table = LabelBook(pairs), table_for(pairs)  # labels and vectors of the whole file
     part = split_pairs(pairs, args.split)
@@ -35,6 +38,7 @@ def online_command(args: argparse.Namespace) -> int:
         floor=args.floor,
         min_verdicts=args.min_verdicts,
         audit_rate=args.audit_rate,
+        confidence=args.confidence,
     )
     warm, cache_pairs = None, None
     if args.warm_split:  # one cache (both parts' entries); the policy learns on the warm queries
@@ -48,7 +52,8 @@ def online_command(args: argparse.Namespace) -> int:
     learned_on = f", after learning on {len(warm.queries)} ({args.warm_split})" if warm else ""
     print(
         f"online policy on {len(stream.queries)} queries ({args.split}{learned_on}), bound "
-        f"{args.max_error}, {args.judge} judge, {args.scorer} boundary:"
+        f"{args.max_error} (confidence {args.confidence:g}), {args.judge} judge, "
+        f"{args.scorer} boundary:"
     )
     print(_table(rows))
     trace = ", ".join(f"{b:.3f}" for b in online.trace)

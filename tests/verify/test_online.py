@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cache_proxy.verify.bounds import Z_ONE_SIDED_95, wilson_lower, wilson_upper
+from cache_proxy.verify.bounds import Z_ONE_SIDED_95, one_sided_z, wilson_lower, wilson_upper
 from cache_proxy.verify.online import EntryEvidence, OnlinePolicy, OnlineSettings, TenantBoundary
 
 NO_AUDIT = 0.99  # an audit draw above every audit_rate used here
@@ -15,6 +15,19 @@ def test_wilson_bounds() -> None:
     assert wilson_upper(0, 300, Z_ONE_SIDED_95) == pytest.approx(0.0089, abs=2e-4)
     assert wilson_upper(0, 100, Z_ONE_SIDED_95) > 0.01  # 100 clean verdicts cannot show 1%
     assert wilson_lower(5, 100, 1.96) < 0.05 < wilson_upper(5, 100, 1.96)
+
+
+def test_a_lower_confidence_certifies_the_same_clean_tail_sooner() -> None:
+    assert one_sided_z(0.95) == pytest.approx(Z_ONE_SIDED_95, abs=1e-4)
+    boundary = TenantBoundary(OnlineSettings(max_error=0.01))
+    boundary.add_all([0.9] * 200, [True] * 200)  # 200 clean: under 268, over 163
+    boundary.refresh()
+    assert boundary.boundary == 1.0  # not at 95%
+    boundary.reconfigure(OnlineSettings(max_error=0.01, confidence=0.9))
+    assert boundary.boundary == pytest.approx(0.9)
+    boundary.add(0.9, False)  # one wrong in 201: over 1% even at 90%
+    boundary.refresh()
+    assert boundary.boundary == 1.0
 
 
 def test_only_identical_prompts_are_served_before_any_evidence() -> None:
