@@ -226,6 +226,8 @@ def test_a_new_bound_keeps_the_counts_and_moves_the_boundary() -> None:
     assert state.boundary == 1.0
     state.reconfigure(OnlineSettings(max_error=0.05, min_verdicts=30))
     assert state.boundary == 0.8 and state.verdicts == 100
+    state.reconfigure(OnlineSettings(max_error=0.01, min_verdicts=30, confidence=0.8))
+    assert state.boundary == 0.8  # 1% at 80% needs 71 clean verdicts, not 268
 
 
 def test_the_window_forgets_the_oldest_verdicts(monkeypatch: Any) -> None:
