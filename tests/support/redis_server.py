@@ -8,6 +8,7 @@ on the same port keep the data, so tests can take Redis away mid-run and bring i
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -87,6 +88,15 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=30)
             self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung Redis (a long fork, a partition): connections stay, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=2)
