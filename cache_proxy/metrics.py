@@ -150,6 +150,12 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.mirror_resumes = Counter(
+            "cache_proxy_mirror_resumes",
+            "Outages after which the mirror resumed its change log (no rebuild), by tenant",
+            ["tenant"],
+            registry=r,
+        )
         self.remote_coalesced = Counter(
             "cache_proxy_remote_coalesced",
             "Misses that waited for another replica's engine call: served, or fallback",

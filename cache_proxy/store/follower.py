@@ -1,7 +1,12 @@
 """The change-log follower: the one writer of a replica's local mirror in Redis mode.
 
-Per tenant it rebuilds the mirror from Redis (at start, for a new tenant, after an outage),
-then applies the tenant's change log in order: `put` (fetch the entry body), `del`, `inv`.
+Per tenant it rebuilds the mirror from Redis (at start, for a new tenant, after an outage
+that broke the log's continuity), then applies the tenant's change log in order: `put`
+(fetch the entry body), `del`, `inv`. After an outage the log is resumed instead when the last
+event applied is still in it: the log is only ever trimmed from its oldest end, so every later
+event is there too. A Redis that came back empty, or from an older copy, or a log trimmed past
+that event, is rebuilt from. (Resuming matters at scale: a one-second blip would otherwise
+have every replica read every entry of every tenant again, at once.)
 Applying every change through the log, the replica's own included, keeps the mirror in the
 order Redis saw the changes; a writer waits until its own event is applied.
 """
@@ -66,6 +71,7 @@ class ChangeLogFollower:
         self._epochs: dict[str, int] = {}
         self._tenants: list[str] = []
         self._stale: set[str] = set()  # tenants whose mirror must be rebuilt first
+        self._suspect: set[str] = set()  # after an outage: resumed if the log is continuous
         self._stopped = False
         self.changed = Signal()
 
@@ -78,6 +84,7 @@ class ChangeLogFollower:
             if name not in names:
                 self._positions.pop(name, None)
                 self._stale.discard(name)
+                self._suspect.discard(name)
                 self._mirror.drop_tenant(name)
         self._tenants = list(names)
 
@@ -87,11 +94,14 @@ class ChangeLogFollower:
 
     @property
     def rebuilding(self) -> list[str]:
-        return sorted(self._stale)
+        """Tenants whose mirror is not known current: being rebuilt, or checked after an outage."""
+        return sorted(self._stale | self._suspect)
 
     def epoch(self, tenant: str) -> int:
         """The tenant's invalidation epoch as of the last applied event (-1: not yet known)."""
-        return self._epochs.get(tenant, -1) if tenant not in self._stale else -1
+        if tenant in self._stale or tenant in self._suspect:
+            return -1
+        return self._epochs.get(tenant, -1)
 
     def reached(self, tenant: str, event_id: str) -> bool:
         position = self._positions.get(tenant)
@@ -109,6 +119,10 @@ class ChangeLogFollower:
     def mark_all_stale(self) -> None:
         self._stale.update(self._tenants)
 
+    def mark_all_suspect(self) -> None:
+        """After an outage: each mirror is checked (`resume_or_rebuild`) before it is followed."""
+        self._suspect.update(t for t in self._tenants if t not in self._stale)
+
     # ---- the task ----------------------------------------------------------------------
     def stop(self) -> None:
         """Ends `run` after the read in progress (closing the connection ends that read)."""
@@ -119,6 +133,8 @@ class ChangeLogFollower:
         failures = 0
         while not self._stopped:
             try:
+                for tenant in sorted(self._suspect):
+                    await self.resume_or_rebuild(tenant)
                 for tenant in sorted(self._stale):
                     await self.rebuild(tenant)
                 await self._read_once()
@@ -126,9 +142,27 @@ class ChangeLogFollower:
             except SharedUnavailable:
                 if self._stopped:
                     return
-                self.mark_all_stale()  # what happened meanwhile is read back from Redis
+                self.mark_all_suspect()  # what happened meanwhile is read from Redis
                 await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
                 failures += 1
+
+    async def resume_or_rebuild(self, tenant: str) -> bool:
+        """True when the log still holds the last event applied: following resumes there."""
+        position, log = self._positions.get(tenant, "0-0"), self._keys_for(tenant).log
+        continuous = False
+        if position != "0-0":  # no event applied yet: nothing to prove continuity with
+            found = await self._tier.call(
+                "resume", lambda r: r.xrange(log, position, position, count=1), probe=True
+            )
+            continuous = bool(found)
+        self._suspect.discard(tenant)
+        if continuous:
+            self._metrics.mirror_resumes.labels(tenant).inc()
+            logger.info("mirror of tenant %s resumed at its change-log position", tenant)
+        else:
+            self._stale.add(tenant)  # gone: Redis lost it, or the log was trimmed past it
+        self.changed.notify()
+        return continuous
 
     async def rebuild(self, tenant: str) -> int:
         """Loads the tenant's entries into a new cache aside, then swaps it in."""
@@ -185,7 +219,8 @@ class ChangeLogFollower:
         return cache
 
     async def _read_once(self) -> None:
-        live = [t for t in self._tenants if t not in self._stale and t in self._positions]
+        known = self._stale | self._suspect
+        live = [t for t in self._tenants if t not in known and t in self._positions]
         if not live:
             await self.changed.wait(1.0)
             return

@@ -4,7 +4,8 @@ local FAISS mirror that its follower keeps current (store/follower.py).
 Redis is touched on a store (one script), by the follower, by batched LRU updates, and by
 cross-replica single flight (a lease per in-flight miss). When Redis is down the replica keeps
 answering: hits from its mirror (expiry still checked), misses from the engine, nothing
-stored; /readyz says `degraded` and the follower rebuilds the mirror once Redis is back.
+stored; /readyz says `degraded`, and once Redis is back the follower resumes its log (or
+rebuilds the mirror when the log lost its place).
 """
 
 from __future__ import annotations

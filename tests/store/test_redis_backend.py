@@ -272,6 +272,43 @@ async def test_a_redis_that_comes_back_empty_empties_every_mirror(  # type: igno
             await wait_until(lambda: b.tenant("acme").peek_exact("exact-2") is not None)
 
 
+def mirror_count(backend: RedisBackend, what: str, tenant: str = "acme") -> float:
+    """cache_proxy_mirror_{rebuilds,resumes}_total of one tenant on one replica."""
+    registry = backend._metrics.registry
+    return registry.get_sample_value(f"cache_proxy_mirror_{what}_total", {"tenant": tenant}) or 0
+
+
+async def test_after_a_restart_that_kept_the_data_the_mirror_resumes_its_log(  # type: ignore[no-untyped-def]
+    replica, tmp_path: Path
+) -> None:
+    """No replica reads every entry again after a blip: the log still holds its last event."""
+    with own_redis(tmp_path) as server:
+        async with replica(url=server.url) as a, replica(url=server.url) as b:
+            assert await put(a, "acme", entry(1))
+            await wait_until(lambda: b.tenant("acme").peek_exact("exact-1") is not None)
+            server.stop()
+            assert not await put(a, "acme", entry(2))  # a notices the outage
+            server.start()
+            await wait_until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
+            assert (mirror_count(a, "rebuilds"), mirror_count(a, "resumes")) == (1, 1)
+            assert a.tenant("acme").peek_exact("exact-1") is not None
+            assert await put(b, "acme", entry(3))  # changes after the outage are followed
+            await wait_until(lambda: a.tenant("acme").peek_exact("exact-3") is not None)
+
+
+async def test_a_log_trimmed_past_the_last_event_applied_is_rebuilt_from(  # type: ignore[no-untyped-def]
+    replica, redis_server: RedisServer
+) -> None:
+    async with replica() as a:
+        assert await put(a, "acme", entry(1))
+        assert await put(a, "acme", entry(2))
+        redis_server.client().xtrim(a.keys("acme").log, maxlen=0)  # as MAXLEN does, oldest first
+        a.follower.mark_all_suspect()  # what an outage does
+        await wait_until(lambda: mirror_count(a, "rebuilds") == 2 and not a.follower.rebuilding)
+        assert mirror_count(a, "resumes") == 0
+        assert a.tenant("acme").peek_exact("exact-2") is not None  # read back from the entries
+
+
 async def test_shadow_verdicts_are_shared_so_every_replica_tightens(  # type: ignore[no-untyped-def]
     replica, embedder
 ) -> None:
