@@ -209,8 +209,17 @@ def test_redis_down_degrades_to_misses_and_recovers(deployment: Deployment) -> N
             ),
             timeout_s=20,
         )
+    # The log kept its place through the outage (AOF): resumed, not every entry read again.
+    metrics = httpx.get(f"{deployment.a}/metrics").text
+    assert _sample(metrics, "cache_proxy_mirror_resumes_total", "acme") >= 1
+    assert _sample(metrics, "cache_proxy_mirror_rebuilds_total", "acme") == 1  # the start only
     ask(deployment.a, "Name a famous Norwegian composer")
     wait_until_sync(lambda: hit_on(deployment.b, "Name a famous Norwegian composer"))
+
+
+def _sample(metrics: str, name: str, tenant: str) -> float:
+    prefix = f'{name}{{tenant="{tenant}"}} '
+    return float(next(line for line in metrics.splitlines() if line.startswith(prefix)).split()[-1])
 
 
 def _space(url: str) -> str:

@@ -290,7 +290,7 @@ async def test_after_a_restart_that_kept_the_data_the_mirror_resumes_its_log(  #
             assert not await put(a, "acme", entry(2))  # a notices the outage
             server.start()
             await wait_until(lambda: a.health()["state"] == "ok" and not a.follower.rebuilding)
-            assert (mirror_count(a, "rebuilds"), mirror_count(a, "resumes")) == (1, 1)
+            assert mirror_count(a, "rebuilds") == 1 and mirror_count(a, "resumes") >= 1
             assert a.tenant("acme").peek_exact("exact-1") is not None
             assert await put(b, "acme", entry(3))  # changes after the outage are followed
             await wait_until(lambda: a.tenant("acme").peek_exact("exact-3") is not None)
