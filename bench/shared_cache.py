@@ -417,7 +417,7 @@ def report(
         f"{per / rb.rebuild_s:,.0f} entries/s; cache.redis.timeout_s {rb.timeout_s:g}",
     )
     row(
-        f"mirror after an outage ({per} entries, log kept)",
+        "mirror after an outage, log kept",
         f"{rb.resume_s * 1000:.2f} ms",
         "",
         "",
