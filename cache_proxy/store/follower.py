@@ -116,9 +116,6 @@ class ChangeLogFollower:
             await self.changed.wait(remaining)
         return True
 
-    def mark_all_stale(self) -> None:
-        self._stale.update(self._tenants)
-
     def mark_all_suspect(self) -> None:
         """After an outage: each mirror is checked (`resume_or_rebuild`) before it is followed."""
         self._suspect.update(t for t in self._tenants if t not in self._stale)
