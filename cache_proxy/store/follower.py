@@ -153,6 +153,8 @@ class ChangeLogFollower:
             )
             continuous = bool(found)
         self._suspect.discard(tenant)
+        if tenant not in self._tenants:
+            return False  # dropped by a reload meanwhile: nothing to follow or rebuild
         if continuous:
             self._metrics.mirror_resumes.labels(tenant).inc()
             logger.info("mirror of tenant %s resumed at its change-log position", tenant)
